@@ -1,0 +1,1 @@
+"""The ``mtsql`` command line: one module per command group, assembled in :mod:`mtsql.cli.main`."""
