@@ -1,0 +1,90 @@
+"""``mtsql evaluate``: the official SParC/CoSQL/Spider evaluation, faster, with per-turn and JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtsql.eval.files import EvalFileError
+
+
+def evaluate(
+    gold: Annotated[Path, typer.Option("--gold", help="Gold file: 'SQL<TAB>db_id' a line, sessions split by blank lines.")],
+    pred: Annotated[Path, typer.Option("--pred", help="Predictions: one SQL a line, same sessions as the gold file.")],
+    db: Annotated[Path, typer.Option("--db", help="Folder with <db_id>/<db_id>.sqlite (and any other .sqlite files).")],
+    table: Annotated[
+        Path | None, typer.Option("--table", help="tables.json (foreign keys), needed for exact set match.")
+    ] = None,
+    etype: Annotated[str, typer.Option("--etype", help="all, exec (execution match) or match (exact set match).")] = "all",
+    keep_distinct: Annotated[
+        bool, typer.Option("--keep-distinct", "--keep_distinct", help="Keep DISTINCT for execution match.")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Time limit per query execution, in seconds.")] = 60.0,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes (0: one per core).")] = 0,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fix the official script's quirks (see docs/evaluation.md).")
+    ] = False,
+    per_turn: Annotated[
+        Path | None, typer.Option("--per-turn", help="Write one JSON object per turn to this JSONL file.")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the whole summary as JSON to this file.")] = None,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Print the official script's plain-text tables instead of rich tables.")
+    ] = False,
+) -> None:
+    """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
+    from mtsql.eval.evaluator import EvalOptions, evaluate_turns
+    from mtsql.eval.files import read_gold, read_predictions
+    from mtsql.eval.report import print_plain, print_rich
+    from mtsql.eval.summary import summarize
+
+    if etype not in ("all", "exec", "match"):
+        raise typer.BadParameter("must be one of: all, exec, match", param_hint="--etype")
+    if etype != "exec" and table is None:
+        raise typer.BadParameter("exact set match needs the tables.json file", param_hint="--table")
+    if not db.is_dir():
+        raise typer.BadParameter(f"{db} is not a folder", param_hint="--db")
+    start = time.perf_counter()
+    try:
+        gold_sessions = read_gold(gold)
+        pred_sessions = read_predictions(pred)
+    except EvalFileError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    options = EvalOptions(
+        db_dir=db, tables=table, etype=etype, keep_distinct=keep_distinct, timeout=timeout, strict=strict,
+        workers=workers,
+    )  # fmt: skip
+    try:
+        results = evaluate_turns(gold_sessions, pred_sessions, options)
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    summary = summarize(
+        results, etype, strict=strict, gold_turns_per_session=[len(s) for s in gold_sessions]
+    )  # type: ignore[arg-type]
+    elapsed = time.perf_counter() - start
+    if per_turn is not None:
+        with per_turn.open("w", encoding="utf-8") as f:
+            for session in results:
+                for r in session:
+                    f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+    if json_out is not None:
+        data = summary.to_json()
+        data["files"] = {"gold": str(gold), "pred": str(pred), "db": str(db), "table": str(table) if table else None}
+        data["seconds"] = round(elapsed, 3)
+        json_out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if plain:
+        print_plain(summary)
+    else:
+        print_rich(summary)
+    sys.stdout.flush()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
