@@ -64,7 +64,11 @@ def main() -> None:
     parser.add_argument("--official", type=Path, required=True, help="folder with the official evaluation.py")
     parser.add_argument("--official-python", default=sys.executable)
     parser.add_argument("--nltk-data", type=Path, help="NLTK data folder with tokenizers/punkt_tab")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MTSQL_DATA_DIR", REPO.parent / "shared" / "data")))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("MTSQL_DATA_DIR", REPO.parent / "shared" / "data")),
+    )
     parser.add_argument("--dataset", choices=sorted(GOLD_FILES), default="sparc")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--repeat", type=int, default=3)
@@ -82,13 +86,21 @@ def main() -> None:
         gold_file = tmp / "gold.txt"
         gold_file.write_text("\n\n".join("\n".join(f"{s}\t{d}" for s, d in sess) for sess in gold_sessions) + "\n")
         for seed in args.seeds:
-            preds = [[s for s, _ in sess] for sess in gold_sessions] if seed == 0 else perturb_sessions(gold_sessions, seed)[0]
+            preds = (
+                [[s for s, _ in sess] for sess in gold_sessions]
+                if seed == 0
+                else perturb_sessions(gold_sessions, seed)[0]
+            )
             pred_file = tmp / f"pred{seed}.txt"
             pred_file.write_text("\n\n".join("\n".join(p) for p in preds) + "\n")
             common = ["--gold", str(gold_file), "--pred", str(pred_file), "--db", str(db_dir), "--table", str(tables),
                       "--etype", "all"]  # fmt: skip
             official = min(
-                wall([args.official_python, str(args.official / "evaluation.py"), *common], env=env, cwd=args.official)
+                wall(
+                    [args.official_python, str(args.official / "evaluation.py"), *common],
+                    env=env,
+                    cwd=args.official,
+                )
                 for _ in range(args.repeat)
             )
             ours = min(wall([sys.executable, "-m", "mtsql", "evaluate", *common]) for _ in range(args.repeat))

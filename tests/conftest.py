@@ -19,5 +19,7 @@ def data_dir() -> Path:
     """The real SParC/CoSQL/Spider data; tests that need it skip with the reason when it is absent."""
     path = benchmark_data_dir()
     if not (path / "sparc" / "dev.json").is_file() or not (path / "database").is_dir():
-        pytest.skip(f"benchmark data not found at {path} (set MTSQL_DATA_DIR to the folder with sparc/, cosql/, database/)")
+        pytest.skip(
+            f"benchmark data not found at {path} (set MTSQL_DATA_DIR to the folder with sparc/, cosql/, database/)"
+        )
     return path

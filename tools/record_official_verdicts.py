@@ -101,7 +101,11 @@ class Official:
         self.evaluation = importlib.import_module("evaluation")
         self.calls: list[tuple[str, object]] = []
         ev = self.evaluation
-        hardness, exact, exec_match = ev.Evaluator.eval_hardness, ev.Evaluator.eval_exact_match, ev.eval_exec_match
+        hardness, exact, exec_match = (
+            ev.Evaluator.eval_hardness,
+            ev.Evaluator.eval_exact_match,
+            ev.eval_exec_match,
+        )
 
         def rec_hardness(this, sql):
             out = hardness(this, sql)

@@ -33,9 +33,7 @@ def test_verdicts_equal_official(fixture: Path, data_dir: Path) -> None:
     header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     dataset, seed = header["dataset"], header["seed"]
     gold = read_gold(data_dir / GOLD_FILES[dataset])
-    single = (
-        dataset == "spider"
-    )  # one session holding every question; the fixture counts a question as a session
+    single = dataset == "spider"  # one session holding every question; the fixture counts a question as a session
     units = [[(t.sql, t.db_id)] for t in gold[0]] if single else [[(t.sql, t.db_id) for t in s] for s in gold]
     preds = [[sql for sql, _ in u] for u in units] if seed == 0 else perturb_sessions(units, seed)[0]
     pred_sessions = [[p[0] for p in preds]] if single else preds

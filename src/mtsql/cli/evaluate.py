@@ -14,13 +14,17 @@ from mtsql.eval.files import EvalFileError
 
 
 def evaluate(
-    gold: Annotated[Path, typer.Option("--gold", help="Gold file: 'SQL<TAB>db_id' a line, sessions split by blank lines.")],
+    gold: Annotated[
+        Path, typer.Option("--gold", help="Gold file: 'SQL<TAB>db_id' a line, sessions split by blank lines.")
+    ],
     pred: Annotated[Path, typer.Option("--pred", help="Predictions: one SQL a line, same sessions as the gold file.")],
     db: Annotated[Path, typer.Option("--db", help="Folder with <db_id>/<db_id>.sqlite (and any other .sqlite files).")],
     table: Annotated[
         Path | None, typer.Option("--table", help="tables.json (foreign keys), needed for exact set match.")
     ] = None,
-    etype: Annotated[str, typer.Option("--etype", help="all, exec (execution match) or match (exact set match).")] = "all",
+    etype: Annotated[
+        str, typer.Option("--etype", help="all, exec (execution match) or match (exact set match).")
+    ] = "all",
     keep_distinct: Annotated[
         bool, typer.Option("--keep-distinct", "--keep_distinct", help="Keep DISTINCT for execution match.")
     ] = False,
@@ -32,9 +36,12 @@ def evaluate(
     per_turn: Annotated[
         Path | None, typer.Option("--per-turn", help="Write one JSON object per turn to this JSONL file.")
     ] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the whole summary as JSON to this file.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the whole summary as JSON to this file.")
+    ] = None,
     plain: Annotated[
-        bool, typer.Option("--plain", help="Print the official script's plain-text tables instead of rich tables.")
+        bool,
+        typer.Option("--plain", help="Print the official script's plain-text tables instead of rich tables."),
     ] = False,
 ) -> None:
     """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
@@ -65,9 +72,7 @@ def evaluate(
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
-    summary = summarize(
-        results, etype, strict=strict, gold_turns_per_session=[len(s) for s in gold_sessions]
-    )  # type: ignore[arg-type]
+    summary = summarize(results, etype, strict=strict, gold_turns_per_session=[len(s) for s in gold_sessions])  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
     if per_turn is not None:
         with per_turn.open("w", encoding="utf-8") as f:
@@ -76,7 +81,12 @@ def evaluate(
                     f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
     if json_out is not None:
         data = summary.to_json()
-        data["files"] = {"gold": str(gold), "pred": str(pred), "db": str(db), "table": str(table) if table else None}
+        data["files"] = {
+            "gold": str(gold),
+            "pred": str(pred),
+            "db": str(db),
+            "table": str(table) if table else None,
+        }
         data["seconds"] = round(elapsed, 3)
         json_out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if plain:

@@ -125,7 +125,9 @@ def _reorder_select(sql: str, rng: random.Random, _: Context) -> str | None:
 
 def _drop_where(sql: str, rng: random.Random, _: Context) -> str | None:
     m = re.search(
-        r"\s+WHERE\s+.*?(?=\s+(GROUP|ORDER|LIMIT|INTERSECT|UNION|EXCEPT)\b|\)|$)", sql, re.IGNORECASE | re.DOTALL
+        r"\s+WHERE\s+.*?(?=\s+(GROUP|ORDER|LIMIT|INTERSECT|UNION|EXCEPT)\b|\)|$)",
+        sql,
+        re.IGNORECASE | re.DOTALL,
     )
     return None if m is None else sql[: m.start()] + sql[m.end() :]
 

@@ -23,8 +23,11 @@ def _rows(summary: Summary) -> list[tuple[str, str, list[float | int]]]:
         rows.append(("EXECUTION ACCURACY", "execution", [lv[c]["exec"] for c in cols]))
     if "exact" in lv["all"]:
         rows.append(("EXACT MATCHING ACCURACY", "exact match", [lv[c]["exact"] for c in cols]))
-        for section, key in (("PARTIAL MATCHING ACCURACY", "acc"), ("PARTIAL MATCHING RECALL", "rec"),
-                             ("PARTIAL MATCHING F1", "f1")):
+        for section, key in (
+            ("PARTIAL MATCHING ACCURACY", "acc"),
+            ("PARTIAL MATCHING RECALL", "rec"),
+            ("PARTIAL MATCHING F1", "f1"),
+        ):
             rows.extend((section, t, [lv[c]["partial"][t][key] for c in cols]) for t in PARTIAL_TYPES)
     return rows
 

@@ -75,7 +75,9 @@ def summarize(
     for session in results:
         if any(r.skipped for r in session):
             summary.skipped.extend(
-                {"session": r.session, "turn": r.turn, "db_id": r.db_id, "reason": r.error} for r in session if r.skipped
+                {"session": r.session, "turn": r.turn, "db_id": r.db_id, "reason": r.error}
+                for r in session
+                if r.skipped
             )
             if all(r.skipped for r in session):
                 continue  # nothing of this interaction could be judged; it does not enter joint_all
@@ -99,7 +101,13 @@ def summarize(
                 statuses[r.exec_status or "unknown"] += 1
                 if r.exec_status == "gold_error":
                     summary.gold_errors.append(
-                        {"session": r.session, "turn": r.turn, "db_id": r.db_id, "gold": r.gold, "error": r.error}
+                        {
+                            "session": r.session,
+                            "turn": r.turn,
+                            "db_id": r.db_id,
+                            "gold": r.gold,
+                            "error": r.error,
+                        }
                     )
                 turns[bucket]["exec"] += r.exec
                 levels[level]["exec"] += r.exec
