@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from mtsql.eval.files import read_gold  # noqa: E402
+from mtsql.data.loaders import read_gold_file  # noqa: E402
 from mtsql.eval.perturb import perturb_sessions  # noqa: E402
 
 GOLD_FILES = {"sparc": "sparc/dev_gold.txt", "cosql": "cosql/dev_gold.txt"}
@@ -54,7 +54,7 @@ def runnable_sessions(gold: Path, db_dir: Path, tables: Path, tmp: Path) -> list
         r = json.loads(line)
         if r["skipped"] or r["exec_status"] == "gold_error":
             bad.add(r["session"])
-    sessions = read_gold(gold)
+    sessions = read_gold_file(gold)
     bad |= {i for i, s in enumerate(sessions) if any(not (db_dir / t.db_id / f"{t.db_id}.sqlite").is_file() for t in s)}
     return [i for i in range(len(sessions)) if i not in bad]
 
@@ -80,9 +80,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        gold_all = read_gold(args.data_dir / GOLD_FILES[args.dataset])
+        gold_all = read_gold_file(args.data_dir / GOLD_FILES[args.dataset])
         keep = runnable_sessions(args.data_dir / GOLD_FILES[args.dataset], db_dir, tables, tmp)
-        gold_sessions = [[(t.sql, t.db_id) for t in gold_all[i]] for i in keep]
+        gold_sessions = [[(t.query, t.db_id) for t in gold_all[i]] for i in keep]
         gold_file = tmp / "gold.txt"
         gold_file.write_text("\n\n".join("\n".join(f"{s}\t{d}" for s, d in sess) for sess in gold_sessions) + "\n")
         for seed in args.seeds:

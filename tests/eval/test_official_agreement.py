@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from mtsql.data.loaders import read_gold_file
 from mtsql.eval.evaluator import EvalOptions, evaluate_turns
-from mtsql.eval.files import read_gold
 from mtsql.eval.perturb import perturb_sessions
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "official"
@@ -32,9 +32,9 @@ def test_verdicts_equal_official(fixture: Path, data_dir: Path) -> None:
     lines = fixture.read_text(encoding="utf-8").splitlines()
     header, records = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
     dataset, seed = header["dataset"], header["seed"]
-    gold = read_gold(data_dir / GOLD_FILES[dataset])
+    gold = read_gold_file(data_dir / GOLD_FILES[dataset])
     single = dataset == "spider"  # one session holding every question; the fixture counts a question as a session
-    units = [[(t.sql, t.db_id)] for t in gold[0]] if single else [[(t.sql, t.db_id) for t in s] for s in gold]
+    units = [[(t.query, t.db_id)] for t in gold[0]] if single else [[(t.query, t.db_id) for t in s] for s in gold]
     preds = [[sql for sql, _ in u] for u in units] if seed == 0 else perturb_sessions(units, seed)[0]
     pred_sessions = [[p[0] for p in preds]] if single else preds
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mtsql.eval.files import EvalFileError
+from mtsql.data.loaders import DatasetFormatError, read_gold_file, read_prediction_file
 
 
 def evaluate(
@@ -46,7 +46,6 @@ def evaluate(
 ) -> None:
     """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
     from mtsql.eval.evaluator import EvalOptions, evaluate_turns
-    from mtsql.eval.files import read_gold, read_predictions
     from mtsql.eval.report import print_plain, print_rich
     from mtsql.eval.summary import summarize
 
@@ -58,9 +57,9 @@ def evaluate(
         raise typer.BadParameter(f"{db} is not a folder", param_hint="--db")
     start = time.perf_counter()
     try:
-        gold_sessions = read_gold(gold)
-        pred_sessions = read_predictions(pred)
-    except EvalFileError as err:
+        gold_sessions = read_gold_file(gold)
+        pred_sessions = read_prediction_file(pred)
+    except (DatasetFormatError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     options = EvalOptions(

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mtsql.data.loaders import GoldQuery
 from mtsql.eval.exact_match import build_foreign_key_maps, exact_match_with_partials, normalize_for_match
 from mtsql.eval.exec_match import exec_match
-from mtsql.eval.files import GoldTurn
 from mtsql.eval.hardness import hardness as eval_hardness
 from mtsql.sql.parse import Schema, SQLParseError, empty_sql, parse_sql
 
@@ -88,19 +88,19 @@ def _init_worker(options: EvalOptions, kmaps: dict[str, dict[str, str]]) -> None
     _OPTIONS, _KMAPS = options, kmaps
 
 
-def _evaluate_turn(session: int, turn: int, gold: GoldTurn, pred: str) -> TurnResult:
+def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnResult:
     options = _OPTIONS
     assert options is not None, "worker not initialised"
     # Value-less predictions get 1 plugged in, only where "value" stands between spaces, as officially.
     pred = pred.replace(" value ", " 1 ")
-    result = TurnResult(session=session, turn=turn, db_id=gold.db_id, gold=gold.sql, pred=pred)
+    result = TurnResult(session=session, turn=turn, db_id=gold.db_id, gold=gold.query, pred=pred)
     db_file = options.db_dir / gold.db_id / f"{gold.db_id}.sqlite"
     if not db_file.is_file():
         result.skipped, result.error = True, f"database missing: {db_file}"
         return result
     schema = Schema.from_sqlite(db_file)
     try:
-        gold_sql = parse_sql(gold.sql, schema)
+        gold_sql = parse_sql(gold.query, schema)
     except SQLParseError as err:
         result.skipped, result.error = True, f"gold query does not parse: {err}"
         return result
@@ -116,7 +116,7 @@ def _evaluate_turn(session: int, turn: int, gold: GoldTurn, pred: str) -> TurnRe
             db_file.parent,
             db_file,
             pred,
-            gold.sql,
+            gold.query,
             keep_distinct=options.keep_distinct,
             timeout=options.timeout,
             strict=options.strict,
@@ -133,7 +133,7 @@ def _evaluate_turn(session: int, turn: int, gold: GoldTurn, pred: str) -> TurnRe
     return result
 
 
-def _evaluate_sessions(batch: list[tuple[int, list[GoldTurn], list[str]]]) -> list[list[TurnResult]]:
+def _evaluate_sessions(batch: list[tuple[int, list[GoldQuery], list[str]]]) -> list[list[TurnResult]]:
     out = []
     for index, gold, preds in batch:
         # zip() as the official script does: gold turns without a prediction are not evaluated (strict: wrong).
@@ -145,15 +145,15 @@ def _evaluate_sessions(batch: list[tuple[int, list[GoldTurn], list[str]]]) -> li
 
 
 def _batches(
-    gold: Sequence[list[GoldTurn]], preds: Sequence[list[str]], size: int
-) -> Iterator[list[tuple[int, list[GoldTurn], list[str]]]]:
+    gold: Sequence[list[GoldQuery]], preds: Sequence[list[str]], size: int
+) -> Iterator[list[tuple[int, list[GoldQuery], list[str]]]]:
     items = [(i, g, p) for i, (g, p) in enumerate(zip(gold, preds, strict=True))]
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 def evaluate_turns(
-    gold: Sequence[list[GoldTurn]], preds: Sequence[list[str]], options: EvalOptions
+    gold: Sequence[list[GoldQuery]], preds: Sequence[list[str]], options: EvalOptions
 ) -> list[list[TurnResult]]:
     """Verdicts for every session (outer list) and turn (inner list)."""
     if len(gold) != len(preds):
