@@ -15,10 +15,14 @@ from mtsql.data.loaders import DatasetFormatError, read_gold_file, read_predicti
 
 def evaluate(
     gold: Annotated[
-        Path, typer.Option("--gold", help="Gold file: 'SQL<TAB>db_id' a line, sessions split by blank lines.")
-    ],
-    pred: Annotated[Path, typer.Option("--pred", help="Predictions: one SQL a line, same sessions as the gold file.")],
-    db: Annotated[Path, typer.Option("--db", help="Folder with <db_id>/<db_id>.sqlite (and any other .sqlite files).")],
+        Path | None, typer.Option("--gold", help="Gold file: 'SQL<TAB>db_id' a line, sessions split by blank lines.")
+    ] = None,
+    pred: Annotated[
+        Path | None, typer.Option("--pred", help="Predictions: one SQL a line, same sessions as the gold file.")
+    ] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Folder with <db_id>/<db_id>.sqlite (and any other .sqlite files).")
+    ] = None,
     table: Annotated[
         Path | None, typer.Option("--table", help="tables.json (foreign keys), needed for exact set match.")
     ] = None,
@@ -43,12 +47,29 @@ def evaluate(
         bool,
         typer.Option("--plain", help="Print the official script's plain-text tables instead of rich tables."),
     ] = False,
+    example: Annotated[
+        str | None,
+        typer.Option("--example", help="Evaluate a bundled example (e.g. 'festival') instead of --gold/--pred/--db."),
+    ] = None,
 ) -> None:
     """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
     from mtsql.eval.evaluator import EvalOptions, evaluate_turns
     from mtsql.eval.report import print_plain, print_rich
     from mtsql.eval.summary import summarize
 
+    if example is not None:
+        from mtsql.examples import load_example
+
+        try:
+            bundled = load_example(example)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--example") from err
+        gold, pred, db = gold or bundled.gold, pred or bundled.predictions, db or bundled.db_dir
+        table = table or bundled.tables
+    for value, name in ((gold, "--gold"), (pred, "--pred"), (db, "--db")):
+        if value is None:
+            raise typer.BadParameter("required (or give --example)", param_hint=name)
+    assert gold is not None and pred is not None and db is not None
     if etype not in ("all", "exec", "match"):
         raise typer.BadParameter("must be one of: all, exec, match", param_hint="--etype")
     if etype != "exec" and table is None:

@@ -1,0 +1,76 @@
+"""``mtsql evaluate`` as a user runs it: files in, tables, per-turn JSONL and JSON summary out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mtsql.cli.main import app
+from mtsql.examples import Example, load_example
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Example:
+    return load_example("festival", root=tmp_path_factory.mktemp("examples"))
+
+
+def _args(example: Example) -> list[str]:
+    return ["evaluate", "--gold", str(example.gold), "--pred", str(example.predictions), "--db", str(example.db_dir),
+            "--table", str(example.tables), "--workers", "1"]  # fmt: skip
+
+
+def test_outputs(example: Example, tmp_path: Path) -> None:
+    per_turn, summary = tmp_path / "turns.jsonl", tmp_path / "summary.json"
+    result = runner.invoke(app, [*_args(example), "--per-turn", str(per_turn), "--json", str(summary)])
+    assert result.exit_code == 0, result.output
+    assert "EX question match 0.758" in result.output
+    turns = [json.loads(line) for line in per_turn.read_text().splitlines()]
+    assert len(turns) == 33
+    assert {"session", "turn", "hardness", "exact", "exec", "exec_status", "pred", "gold"} <= turns[0].keys()
+    assert (turns[0]["session"], turns[0]["turn"], turns[3]["session"], turns[3]["turn"]) == (0, 0, 1, 0)
+    data = json.loads(summary.read_text())
+    assert data["mode"] == "official"
+    assert data["levels"]["all"]["count"] == 33
+    assert data["question_match"]["exec"] == pytest.approx(25 / 33)
+    assert data["interaction_match"]["exact"] == pytest.approx(2 / 12)
+
+
+def test_plain_output_has_the_official_layout(example: Example) -> None:
+    result = runner.invoke(app, [*_args(example), "--plain"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["easy", "medium", "hard", "extra", "all", "joint_all"]
+    assert "=====================   EXECUTION ACCURACY     =====================" in lines
+    assert any(line.startswith("exact match          0.692") for line in lines)
+
+
+def test_example_shortcut(example: Example) -> None:
+    result = runner.invoke(app, ["evaluate", "--example", "festival", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "EM question match 0.697" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("SELECT 1\n", "expected 'SQL<TAB>db_id'"), ("SELECT 1\tfestival\n\nSELECT 2\tfestival\n", "sessions")],
+)
+def test_bad_gold_file_is_a_clear_error(example: Example, tmp_path: Path, content: str, message: str) -> None:
+    gold = tmp_path / "gold.txt"
+    gold.write_text(content)
+    args = _args(example)
+    args[args.index("--gold") + 1] = str(gold)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_missing_file_is_a_clear_error(example: Example, tmp_path: Path) -> None:
+    args = _args(example)
+    args[args.index("--pred") + 1] = str(tmp_path / "nope.txt")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "not found" in result.output
