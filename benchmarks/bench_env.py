@@ -1,0 +1,177 @@
+"""Throughput and overhead of the environment, replaying gold trajectories of a whole dev set.
+
+Run from the repository root (data from ``MTSQL_DATA_DIR``, default ``../shared/data``)::
+
+    .venv/bin/python benchmarks/bench_env.py [--data-dir ../shared/data] [--dataset sparc] [--passes 3]
+        [--workers 2] [--history-mode predicted] [--profile 15]
+
+Every dialogue whose database exists (the others are skipped and counted) is run through
+:class:`mtsql.env.DialogueEnv` by :class:`mtsql.env.GoldPolicy`: ``exec_sql`` the gold SQL, ``exec_verify``,
+``memory_retrieve`` and ``memory_verify`` from the second question on, ``answer_sql``. It reports:
+
+- ``exec_sql`` calls per second, single process and with ``--workers`` processes (started together behind a
+  barrier; the aggregate is all calls over the slowest worker's wall time). Times include the policy, which
+  only formats strings.
+- The environment's own overhead as a share of the time spent executing SQL: ``(time in reset() and step()
+  - time inside the executor's execute() calls) / time inside execute()``, from ``DialogueEnv.stats``. The
+  executor's own ``elapsed_s`` sum is shown beside it. The same share restricted to the ``exec_sql`` steps is
+  shown too: the gold trajectory has 2.6 steps per ``exec_sql`` call, and the verdict, ``memory_retrieve``
+  and answer steps run no SQL, so they add overhead with nothing to amortise it against.
+- The first pass (cold: schema texts with example values and SQL parses for the memory are built) and the
+  best later pass (warm caches, as when a dialogue is sampled several times for GRPO) are reported separately.
+- With ``--profile N``: the top N functions of a warm single-process pass by own time (cProfile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import multiprocessing
+import os
+import pstats
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+from mtsql.data import Dialogue, load_dialogues, resolve_database_path  # noqa: E402
+from mtsql.env import DialogueEnv, GoldPolicy  # noqa: E402
+
+
+@dataclass
+class PassResult:
+    wall_s: float
+    env_s: float  # inside reset() and step()
+    sqlite_s: float  # inside execute(), called by the environment
+    executor_elapsed_s: float  # the executor's own elapsed_s of the exec_sql calls
+    exec_step_s: float  # inside the step() calls that executed an exec_sql call
+    exec_step_sqlite_s: float  # inside execute() during those steps
+    exec_calls: int
+    steps: int
+
+    @property
+    def rate(self) -> float:
+        return self.exec_calls / self.wall_s
+
+    @property
+    def overhead(self) -> float:
+        return (self.env_s - self.sqlite_s) / self.sqlite_s
+
+    @property
+    def exec_step_overhead(self) -> float:
+        return (self.exec_step_s - self.exec_step_sqlite_s) / self.exec_step_sqlite_s
+
+
+def replay(env: DialogueEnv, dialogues: list[Dialogue]) -> PassResult:
+    """One pass over ``dialogues`` with the gold policy, timing reset/step and the executor inside them."""
+    perf = time.perf_counter
+    stats = env.stats
+    sqlite_before = stats.sqlite_time_s
+    env_s = elapsed = exec_step_s = exec_step_sqlite_s = 0.0
+    calls = steps = 0
+    start = perf()
+    for dialogue in dialogues:
+        policy = GoldPolicy(dialogue)
+        t0 = perf()
+        observation, info = env.reset(dialogue)
+        env_s += perf() - t0
+        done = False
+        while not done:
+            text = policy(observation, info)
+            sqlite_t0 = stats.sqlite_time_s
+            t0 = perf()
+            observation, _, terminated, truncated, info = env.step(text)
+            step_s = perf() - t0
+            env_s += step_s
+            done = terminated or truncated
+            steps += 1
+            if info["action"] == "exec_sql":
+                calls += 1
+                elapsed += info["exec"]["elapsed_s"]
+                exec_step_s += step_s
+                exec_step_sqlite_s += stats.sqlite_time_s - sqlite_t0
+    wall = perf() - start
+    sqlite_s = stats.sqlite_time_s - sqlite_before
+    return PassResult(wall, env_s, sqlite_s, elapsed, exec_step_s, exec_step_sqlite_s, calls, steps)
+
+
+def _worker(args: tuple[str, str, list[Dialogue], int, object]) -> list[PassResult]:
+    db_dir, mode, dialogues, passes, barrier = args
+    env = DialogueEnv(db_dir, history_mode=mode)  # type: ignore[arg-type]
+    replay(env, dialogues)  # warm-up: caches and connections, before the barrier
+    barrier.wait()  # type: ignore[attr-defined]
+    return [replay(env, dialogues) for _ in range(passes)]
+
+
+def describe(label: str, result: PassResult) -> str:
+    return (
+        f"{label}: {result.exec_calls} exec_sql calls in {result.wall_s:.3f} s = {result.rate:,.0f} calls/s; "
+        f"env {result.env_s * 1e3:.1f} ms, inside execute() {result.sqlite_s * 1e3:.1f} ms "
+        f"(executor elapsed_s {result.executor_elapsed_s * 1e3:.1f} ms), "
+        f"overhead {100 * result.overhead:.1f}% of SQLite time "
+        f"(exec_sql steps alone: {100 * result.exec_step_overhead:.1f}%); {result.steps} steps"
+    )
+
+
+def main() -> None:
+    default_data = Path(os.environ.get("MTSQL_DATA_DIR", REPO.parent / "shared" / "data"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data)
+    parser.add_argument("--dataset", default="sparc", choices=("sparc", "cosql"))
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--passes", type=int, default=3, help="passes per run (the first is cold)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--history-mode", default="predicted", choices=("predicted", "oracle"))
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N functions")
+    args = parser.parse_args()
+
+    db_dir = args.data_dir / "database"
+    dialogues = load_dialogues(args.dataset, args.split, args.data_dir)
+    runnable = [d for d in dialogues if resolve_database_path(db_dir, d.db_id).is_file()]
+    turns = sum(len(d.turns) for d in runnable)
+    print(
+        f"{args.dataset} {args.split}: {len(dialogues)} dialogues, {len(dialogues) - len(runnable)} skipped "
+        f"(database missing); replaying {len(runnable)} dialogues, {turns} questions; "
+        f"history mode {args.history_mode}; {os.cpu_count()} CPUs"
+    )
+
+    env = DialogueEnv(db_dir, history_mode=args.history_mode)
+    results = [replay(env, runnable) for _ in range(max(args.passes, 2))]
+    print(describe("single process, pass 1 (cold)", results[0]))
+    best = min(results[1:], key=lambda r: r.wall_s)
+    print(describe("single process, best warm pass", best))
+
+    if args.workers > 1:
+        shards = [runnable[i :: args.workers] for i in range(args.workers)]
+        context = multiprocessing.get_context("fork")
+        barrier = context.Manager().Barrier(args.workers)
+        with context.Pool(args.workers) as pool:
+            per_worker = pool.map(
+                _worker, [(str(db_dir), args.history_mode, shard, args.passes, barrier) for shard in shards]
+            )
+        for index in range(args.passes):
+            batch = [worker[index] for worker in per_worker]
+            calls = sum(r.exec_calls for r in batch)
+            wall = max(r.wall_s for r in batch)
+            env_s, sqlite_s = sum(r.env_s for r in batch), sum(r.sqlite_s for r in batch)
+            print(
+                f"{args.workers} processes, warm pass {index + 1}: {calls} exec_sql calls in {wall:.3f} s = "
+                f"{calls / wall:,.0f} calls/s; overhead {100 * (env_s - sqlite_s) / sqlite_s:.1f}% of SQLite time"
+            )
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        replay(env, runnable)
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.profile)
+        print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,467 @@
+"""The long-horizon environment: one episode is a whole dialogue, one step is one assistant message.
+
+It follows the gymnasium contract without depending on gymnasium: ``reset(dialogue) -> (observation, info)``
+and ``step(model_text) -> (observation, reward, terminated, truncated, info)``. Observations are lists of chat
+messages (``{"role", "content"}``; tool replies are ``{"role": "tool", "name": ..., "content": ...}``), ready
+for a chat template: ``reset`` gives the system prompt and the first question (with the database schema);
+each step gives the tool reply, an error observation, or, once a question is finished, the next question.
+
+Per question the model has ``max_steps`` messages (4, as the original). A question ends with
+``<answer_sql>``, or when its budget runs out: then the last SQL executed with ``exec_sql`` (or the empty
+string) is its final SQL and the turn is recorded as truncated. The finished question goes into the dialogue
+memory according to the history mode (``predicted``: the final SQL; ``oracle``: the gold SQL). From the second
+question on, the protocol expects ``memory_retrieve`` after an execution passes; the model is not forced, but
+each turn records whether it was expected and whether it happened.
+
+The episode ends after the last question: ``terminated`` is then true, and ``truncated`` too when that last
+question ran out of budget (earlier questions cut by the budget are in ``info`` and the record, not in the
+return value, since the episode goes on). The reward returned is always 0.0: rewards are computed from the
+finished episode's :class:`EpisodeRecord` by ``mtsql.rewards``.
+
+Malformed messages never raise: they are counted, recorded with their :class:`~mtsql.env.protocol.ErrorKind`,
+answered with an error observation, and use a step. Every step's ``info`` carries what a reward or a
+trajectory needs; ``info["episode"]`` on the last step is the complete :class:`EpisodeRecord`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtsql.data.dialogue import Dialogue
+from mtsql.data.schema import DatabaseSchema, sample_values
+from mtsql.env.memory import HISTORY_MODES, NO_SQL, DialogueMemory, HistoryMode, describe_sql, result_text
+from mtsql.env.protocol import (
+    Action,
+    Verdict,
+    VerdictTag,
+    format_answer,
+    format_tool_call,
+    format_verdict,
+    parse_message,
+)
+from mtsql.env.templates import DEFAULT_TEMPLATES, TemplateSet, load_templates
+from mtsql.env.tools import EXEC_SQL, MEMORY_RETRIEVE, tool_schemas
+from mtsql.sql.executor import DEFAULT_TIMEOUT, ExecResult, execute
+
+Message = dict[str, str]
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One tool call of a turn; ``verdict`` is the model's later ``pass``/``no_pass`` on its reply, if any.
+
+    ``exec`` summarises the execution of an ``exec_sql`` call (no rows: rewards re-execute what they compare).
+    """
+
+    index: int
+    step: int
+    name: str
+    sql: str | None
+    exec: dict[str, Any] | None = None
+    verdict: str | None = None
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    """What happened on one question. ``final_sql`` is the answer, or the fallback when ``truncated``."""
+
+    index: int
+    question: str
+    gold_sql: str
+    final_sql: str = ""
+    answered: bool = False
+    truncated: bool = False
+    steps: int = 0
+    calls: list[ToolCall] = field(default_factory=list)
+    malformed: int = 0
+    errors: list[str] = field(default_factory=list)
+    stray_verdicts: int = 0
+    memory_expected: bool = False
+    memory_retrieved: bool = False
+
+
+@dataclass(slots=True)
+class EpisodeRecord:
+    """A whole dialogue's record: settings that make runs comparable, and every turn."""
+
+    dialogue_id: str
+    db_id: str
+    history_mode: HistoryMode
+    template_version: str
+    max_steps: int
+    turns: list[TurnRecord] = field(default_factory=list)
+    malformed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class EnvStats:
+    """Time spent inside the executor, to compare with whole steps (the environment's own overhead)."""
+
+    sqlite_calls: int = 0
+    sqlite_time_s: float = 0.0
+
+
+@functools.lru_cache(maxsize=256)
+def schema_text(db_path: str, signature: object, values_per_column: int) -> str:
+    """The prompt text of a database's schema with example values per column; cached per file version."""
+    schema = DatabaseSchema.from_sqlite(db_path)
+    values = sample_values(db_path, schema, per_column=values_per_column) if values_per_column else None
+    return schema.render(values)
+
+
+class DialogueEnv:
+    """A gymnasium-style environment over whole dialogues; see the module docstring for the contract.
+
+    ``db_dir`` holds ``<db_id>/<db_id>.sqlite``. ``templates`` is a built-in name, a TOML path or a loaded
+    :class:`TemplateSet`. ``result_chars`` and ``preview_chars`` cut the results shown in tool replies and in
+    the memory; ``max_rows`` caps the rows fetched per execution (the count shown becomes ``N+``);
+    ``schema_values`` example values per column are shown in the schema.
+    """
+
+    def __init__(
+        self,
+        db_dir: str | os.PathLike[str],
+        *,
+        history_mode: HistoryMode = "predicted",
+        max_steps: int = 4,
+        templates: str | os.PathLike[str] | TemplateSet = DEFAULT_TEMPLATES,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_rows: int = 1000,
+        result_chars: int = 200,
+        preview_chars: int = 50,
+        schema_values: int = 3,
+    ) -> None:
+        if history_mode not in HISTORY_MODES:
+            raise ValueError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {history_mode!r}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, not {max_steps}")
+        self.db_dir = Path(db_dir)
+        self.history_mode: HistoryMode = history_mode
+        self.max_steps = max_steps
+        self.templates = templates if isinstance(templates, TemplateSet) else load_templates(templates)
+        self.timeout = timeout
+        self.max_rows = max_rows
+        self.result_chars = result_chars
+        self.preview_chars = preview_chars
+        self.schema_values = schema_values
+        self.stats = EnvStats()
+        self.record: EpisodeRecord | None = None
+        render = self.templates.render
+        self._system = render("system", max_steps=max_steps)
+        self._after_pass = (render("after_pass_first"), render("after_pass_later"))
+        self._history_note = render(f"history_{history_mode}")
+        self._memory_empty = render("memory_empty")
+        self._no_sql = render("no_sql_yet")
+        self._continue = render("continue")
+        self._dialogue: Dialogue | None = None
+        self._done = True
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The tool schemas to pass to a chat template (``tools=``) or an OpenAI-compatible server."""
+        return tool_schemas()
+
+    def reset(
+        self, dialogue: Dialogue, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """Start an episode on ``dialogue``: returns the system and first-question messages.
+
+        ``seed`` is accepted for the gymnasium signature (the environment is deterministic); no ``options``
+        are defined. Raises ``FileNotFoundError`` when the dialogue's database is missing and ``ValueError``
+        for a dialogue without turns: these are caller errors, unlike anything the model writes.
+        """
+        if options:
+            raise ValueError(f"unknown reset option(s): {', '.join(sorted(options))}")
+        if not dialogue.turns:
+            raise ValueError(f"dialogue {dialogue.id} has no turns")
+        # os.path rather than pathlib: this runs once per episode, and pathlib costs more than the rest of reset
+        path = os.path.join(self.db_dir, dialogue.db_id, dialogue.db_id + ".sqlite")
+        try:
+            st = os.stat(path)
+        except OSError:
+            raise FileNotFoundError(f"database {dialogue.db_id!r} not found at {path}") from None
+        self._db_path = path
+        signature = (st.st_size, st.st_mtime_ns)
+        self._dialogue = dialogue
+        self._done = False
+        self._memory = DialogueMemory(
+            self.history_mode,
+            describe=functools.partial(describe_sql, self._db_path),
+            run=self._run,
+            preview_chars=self.preview_chars,
+        )
+        self._memory_lines: list[str] = []
+        self.record = EpisodeRecord(
+            dialogue.id, dialogue.db_id, self.history_mode, self.templates.version, self.max_steps
+        )
+        self._base_info = {
+            "dialogue_id": dialogue.id,
+            "db_id": dialogue.db_id,
+            "history_mode": self.history_mode,
+            "template_version": self.templates.version,
+        }
+        self._start_turn(0)
+        first = self.templates.render(
+            "user_first",
+            question=dialogue.turns[0].utterance,
+            schema=schema_text(self._db_path, signature, self.schema_values),
+            db_id=dialogue.db_id,
+            turn_number=1,
+            max_steps=self.max_steps,
+        )
+        info = {**self._base_info, "turn": 0, "n_turns": len(dialogue.turns), "max_steps": self.max_steps}
+        return [{"role": "system", "content": self._system}, {"role": "user", "content": first}], info
+
+    def step(self, model_text: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        """Apply one assistant message; returns ``(observation, 0.0, terminated, truncated, info)``.
+
+        The observation is the tool reply, the error or "go on" message, and/or the next question; it is empty
+        when the dialogue ends with an answer. ``info`` holds, besides the dialogue id, ``db_id``,
+        ``history_mode`` and ``template_version``: ``turn`` and ``step`` (the question, 0-based, and the step
+        within it, 1-based), ``action`` (``exec_sql``, ``memory_retrieve``, ``answer_sql``, ``verdict`` for a
+        verdict alone, ``None`` when malformed), ``sql`` (executed, checked or answered), ``exec`` (the
+        execution summary of an ``exec_sql`` call), ``verdict`` (``{"tag", "value", "call"}``, ``call`` being
+        the index of the judged call in the turn or ``None`` for a stray verdict), ``error_kind`` and
+        ``error``, ``malformed`` (the episode's count so far), ``turn_done``, ``turn_truncated``, ``final_sql``
+        (when the turn is done), and ``episode`` (the :class:`EpisodeRecord`) on the last step.
+        """
+        if self._done:
+            raise RuntimeError("the episode is over (or never started): call reset() first")
+        record = self.record
+        assert record is not None
+        turn = self._turn
+        turn.steps += 1
+        parsed = parse_message(model_text)
+        info = {
+            **self._base_info,
+            "turn": turn.index,
+            "step": turn.steps,
+            "action": None,
+            "sql": None,
+            "exec": None,
+            "verdict": None if parsed.verdict is None else self._judge(parsed.verdict),
+            "error_kind": None,
+            "error": None,
+            "turn_done": False,
+            "turn_truncated": False,
+            "final_sql": None,
+            "malformed": record.malformed,
+        }
+        messages: list[Message] = []
+        if parsed.error is not None:
+            turn.malformed += 1
+            record.malformed += 1
+            turn.errors.append(parsed.error.value)
+            info.update(error_kind=parsed.error.value, error=parsed.error_message, malformed=record.malformed)
+            text = self.templates.render("error", error=parsed.error_message, error_kind=parsed.error.value)
+            messages.append({"role": "user", "content": text})
+        elif parsed.action is Action.EXEC_SQL:
+            info["action"] = EXEC_SQL
+            messages.append(self._exec_sql(parsed.sql or "", info))
+        elif parsed.action is Action.MEMORY_RETRIEVE:
+            info["action"] = MEMORY_RETRIEVE
+            messages.append(self._memory_retrieve(parsed.sql, info))
+        elif parsed.action is Action.ANSWER:
+            info["action"] = Action.ANSWER.value
+            return self._end_turn(parsed.sql or "", messages, info)
+        else:
+            info["action"] = "verdict"
+            messages.append({"role": "user", "content": self._continue})
+        if turn.steps >= self.max_steps:
+            final = self._last_exec_sql
+            notice = self.templates.render("budget_exhausted", max_steps=self.max_steps, final_sql=final or NO_SQL)
+            _add_user(messages, notice)
+            return self._end_turn(final, messages, info, truncated=True)
+        return messages, 0.0, False, False, info
+
+    # --- actions ------------------------------------------------------------------------------------------
+
+    def _exec_sql(self, sql: str, info: dict[str, Any]) -> Message:
+        turn = self._turn
+        result = self._run(sql)
+        self._results[sql] = result
+        summary = {
+            "ok": result.ok,
+            "error": result.error,
+            "error_kind": result.error_kind,
+            "n_rows": len(result.rows),
+            "truncated": result.truncated,
+            "columns": result.columns,
+            "elapsed_s": result.elapsed_s,
+        }
+        call = ToolCall(len(turn.calls), turn.steps, EXEC_SQL, sql, summary)
+        turn.calls.append(call)
+        self._last_exec = call
+        self._last_exec_sql = sql
+        info["sql"] = sql
+        info["exec"] = summary
+        content = self.templates.render(
+            "exec_reply",
+            question=turn.question,
+            sql=sql,
+            result=result_text(result, self.result_chars),
+            after_pass=self._after_pass[turn.index > 0],
+            turn_number=turn.index + 1,
+        )
+        return {"role": "tool", "name": EXEC_SQL, "content": content}
+
+    def _memory_retrieve(self, code: str | None, info: dict[str, Any]) -> Message:
+        turn = self._turn
+        sql = code or self._last_exec_sql
+        call = ToolCall(len(turn.calls), turn.steps, MEMORY_RETRIEVE, sql or None)
+        turn.calls.append(call)
+        turn.memory_retrieved = True
+        self._last_memory = call
+        info["sql"] = sql or None
+        if sql:
+            result = self._results.get(sql)
+            if result is None:
+                result = self._results[sql] = self._run(sql)
+            shown_sql, shown_result = sql, result_text(result, self.result_chars)
+        else:
+            shown_sql = shown_result = self._no_sql
+        content = self.templates.render(
+            "memory_reply",
+            question=turn.question,
+            sql=shown_sql,
+            result=shown_result,
+            memory=self._memory_text(),
+            history_note=self._history_note,
+            turn_number=turn.index + 1,
+        )
+        return {"role": "tool", "name": MEMORY_RETRIEVE, "content": content}
+
+    def _memory_text(self) -> str:
+        if len(self._memory_lines) < len(self._memory):
+            render = self.templates.render
+            for entry in self._memory.entries()[len(self._memory_lines) :]:
+                self._memory_lines.append(
+                    render(
+                        "memory_turn",
+                        turn_number=entry.index + 1,
+                        question=entry.question,
+                        sql=entry.sql,
+                        parsed=entry.parsed,
+                        preview=entry.preview,
+                    )
+                )
+        return "\n\n".join(self._memory_lines) if self._memory_lines else self._memory_empty
+
+    def _judge(self, verdict: Verdict) -> dict[str, Any]:
+        """Attach a verdict to the latest call of its kind in this turn unless that call is judged already."""
+        target = self._last_exec if verdict.tag is VerdictTag.EXEC else self._last_memory
+        judged = None
+        if target is not None and target.verdict is None:
+            target.verdict = verdict.value
+            judged = target.index
+        else:
+            self._turn.stray_verdicts += 1
+        return {"tag": verdict.tag.value, "value": verdict.value, "call": judged}
+
+    # --- turns --------------------------------------------------------------------------------------------
+
+    def _start_turn(self, index: int) -> None:
+        assert self._dialogue is not None and self.record is not None
+        gold = self._dialogue.turns[index]
+        self._turn = TurnRecord(index, gold.utterance, gold.query)
+        self.record.turns.append(self._turn)
+        self._results: dict[str, ExecResult] = {}
+        self._last_exec: ToolCall | None = None
+        self._last_memory: ToolCall | None = None
+        self._last_exec_sql = ""
+
+    def _end_turn(
+        self, final_sql: str, messages: list[Message], info: dict[str, Any], *, truncated: bool = False
+    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        assert self._dialogue is not None and self.record is not None
+        turn = self._turn
+        turn.final_sql = final_sql
+        turn.answered = not truncated
+        turn.truncated = truncated
+        turn.memory_expected = turn.index > 0 and any(
+            call.name == EXEC_SQL and call.verdict == "pass" for call in turn.calls
+        )
+        info.update(turn_done=True, turn_truncated=truncated, final_sql=final_sql)
+        if self.history_mode == "oracle":
+            from mtsql.eval.exec_match import (
+                postprocess,
+            )  # the datasets' gold splits "! =", which SQLite rejects
+
+            remembered = postprocess(turn.gold_sql).strip()
+        else:
+            remembered = final_sql
+        self._memory.add(turn.question, remembered, self._results.get(remembered))
+        following = turn.index + 1
+        if following == len(self._dialogue.turns):
+            self._done = True
+            info["episode"] = self.record
+            return messages, 0.0, True, truncated, info
+        self._start_turn(following)
+        question = self.templates.render(
+            "user_next", question=self._turn.question, turn_number=following + 1, max_steps=self.max_steps
+        )
+        _add_user(messages, question)
+        return messages, 0.0, False, False, info
+
+    def _run(self, sql: str) -> ExecResult:
+        start = time.perf_counter()
+        result = execute(self._db_path, sql, timeout=self.timeout, max_rows=self.max_rows)
+        self.stats.sqlite_time_s += time.perf_counter() - start
+        self.stats.sqlite_calls += 1
+        return result
+
+
+def _add_user(messages: list[Message], text: str) -> None:
+    """Append a user message, merged into a preceding one so roles keep alternating for strict templates."""
+    if messages and messages[-1]["role"] == "user":
+        messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\n" + text}
+    else:
+        messages.append({"role": "user", "content": text})
+
+
+# --- scripted policies --------------------------------------------------------------------------------------
+
+Policy = Callable[[list[Message], dict[str, Any]], str]
+
+
+class GoldPolicy:
+    """Replays a dialogue's gold SQL through the reference protocol: ``exec_sql`` the gold, judge the result
+    truthfully (``pass`` when it executes), ``memory_retrieve`` and ``pass`` from the second question on, then
+    answer the gold. For smoke tests, benchmarks and synthesised ideal trajectories."""
+
+    def __init__(self, dialogue: Dialogue) -> None:
+        self._gold = [turn.query for turn in dialogue.turns]
+
+    def __call__(self, observation: list[Message], info: dict[str, Any]) -> str:
+        if "step" not in info or info["turn_done"]:
+            question = info["turn"] + 1 if "step" in info else 0
+            return format_tool_call(EXEC_SQL, {"code": self._gold[question]})
+        turn, gold = info["turn"], self._gold[info["turn"]]
+        if info["action"] == EXEC_SQL:
+            passed = bool(info["exec"]["ok"])
+            verdict = format_verdict(VerdictTag.EXEC, passed)
+            if passed and turn > 0:
+                return verdict + "\n" + format_tool_call(MEMORY_RETRIEVE, {})
+            return verdict + "\n" + format_answer(gold)
+        if info["action"] == MEMORY_RETRIEVE:
+            return format_verdict(VerdictTag.MEMORY, True) + "\n" + format_answer(gold)
+        return format_tool_call(EXEC_SQL, {"code": gold})
+
+
+def run_episode(env: DialogueEnv, dialogue: Dialogue, policy: Policy) -> EpisodeRecord:
+    """Run one whole episode with ``policy(observation, info) -> assistant text``; returns its record."""
+    observation, info = env.reset(dialogue)
+    while True:
+        observation, _, terminated, truncated, info = env.step(policy(observation, info))
+        if terminated or truncated:
+            return info["episode"]
