@@ -1,0 +1,1 @@
+"""SQL text: the Spider-format tokenizer and parser (``tokenize``, ``parse``) and the safe executor."""
