@@ -148,3 +148,11 @@ def test_official_partial_arithmetic_for_joint_all(example: Example) -> None:
 @pytest.mark.parametrize(("turn", "bucket"), [(0, "turn 1"), (3, "turn 4"), (4, "turn > 4"), (9, "turn > 4")])
 def test_turn_buckets(turn: int, bucket: str) -> None:
     assert turn_bucket(turn) == bucket
+
+
+def test_pair_that_crashes_the_official_scores_as_mismatch(example: Example) -> None:
+    """Two different FROM subqueries make the official sort crash; here the turn is a reported mismatch."""
+    gold = [[_gold("SELECT count(*) FROM (SELECT name FROM stage)")]]
+    pred = [["SELECT count(*) FROM (SELECT name FROM stage) (SELECT name FROM artist)"]]
+    r = evaluate_turns(gold, pred, _options(example))[0][0]
+    assert r.exact == 0 and "two different subqueries" in r.error and r.partial is not None

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Literal
 
 from mtsql.data.loaders import GoldQuery
-from mtsql.eval.exact_match import build_foreign_key_maps, exact_match_with_partials, normalize_for_match
+from mtsql.eval.exact_match import (
+    UncomparableTablesError,
+    build_foreign_key_maps,
+    exact_match_with_partials,
+    normalize_for_match,
+    partial_scores,
+)
 from mtsql.eval.exec_match import exec_match
 from mtsql.eval.hardness import hardness as eval_hardness
 from mtsql.sql.parse import Schema, SQLParseError, empty_sql, parse_sql
@@ -129,7 +135,12 @@ def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnR
         kmap = _KMAPS.get(gold.db_id, {})
         gold_norm = normalize_for_match(gold_sql, schema, kmap)
         pred_norm = normalize_for_match(pred_sql, schema, kmap)
-        result.exact, result.partial = exact_match_with_partials(pred_norm, gold_norm)
+        try:
+            result.exact, result.partial = exact_match_with_partials(pred_norm, gold_norm)
+        except UncomparableTablesError as err:
+            # The official run aborts here; the pair cannot be equal, so it scores as a mismatch.
+            result.exact, result.partial = 0, partial_scores(pred_norm, gold_norm)
+            result.error = f"exact match: {err}"
     return result
 
 
