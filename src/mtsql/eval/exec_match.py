@@ -139,7 +139,8 @@ def remove_distinct(query: str, *, all_statements: bool = False) -> str:
     """The official DISTINCT removal: sqlparse's tokens of the first statement without any ``distinct`` token.
 
     Raises ``IndexError`` for a query without any statement (blank), as the official code does.
-    ``all_statements=True`` keeps every statement (strict mode).
+    ``all_statements=True`` (strict mode) keeps the whole query, every statement and all whitespace, and only
+    drops the ``distinct`` tokens.
 
     The official code takes the leaves (``flatten()``) of ``sqlparse.parse(query)[0]``. Parsing is lexing,
     splitting into statements, then grouping tokens into a tree; grouping only nests tokens and never changes
@@ -163,16 +164,11 @@ def _remove_distinct_tokens(query: str, all_statements: bool) -> str:
     from sqlparse import lexer
     from sqlparse.engine.statement_splitter import StatementSplitter
 
-    kept: list[str] = []
-    found = False
+    if all_statements:  # every token of the query, nothing else dropped
+        return "".join(value for _, value in lexer.tokenize(query) if value.lower() != "distinct")
     for statement in StatementSplitter().process(lexer.tokenize(query)):
-        found = True
-        kept.extend(token.value for token in statement.tokens if token.value.lower() != "distinct")
-        if not all_statements:
-            break
-    if not found and not all_statements:
-        raise IndexError("tuple index out of range")  # what sqlparse.parse(query)[0] raises
-    return "".join(kept)
+        return "".join(token.value for token in statement.tokens if token.value.lower() != "distinct")
+    raise IndexError("tuple index out of range")  # what sqlparse.parse(query)[0] raises
 
 
 def order_matters(gold: str) -> bool:
