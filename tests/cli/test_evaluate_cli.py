@@ -41,7 +41,7 @@ def test_outputs(example: Example, tmp_path: Path) -> None:
 
 
 def test_plain_output_has_the_official_layout(example: Example) -> None:
-    result = runner.invoke(app, [*_args(example), "--plain"])
+    result = runner.invoke(app, [*_args(example), "--format", "plain"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split() == ["easy", "medium", "hard", "extra", "all", "joint_all"]

@@ -497,3 +497,16 @@ def test_every_executable_dev_gold_matches_itself(dataset: str, data_dir: Path) 
         ("db_missing", "wta_1"): 59,
     }
     assert statuses[("match", "")] == (1143 if dataset == "sparc" else 947)
+
+
+def test_identical_prediction_is_not_rerun_unless_nondeterministic(tmp_path: Path) -> None:
+    """Skipping the second run of an identical query must not change a verdict: random() still differs."""
+    db = tmp_path / "d" / "d.sqlite"
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(50)])
+    conn.close()
+    assert exec_match(db.parent, db, "SELECT x FROM t", "SELECT x FROM t").status == "match"
+    verdict = exec_match(db.parent, db, "SELECT random() FROM t", "SELECT random() FROM t")
+    assert verdict.status == "mismatch"

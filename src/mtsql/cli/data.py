@@ -8,11 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from mtsql.data.dialogue import DatasetName
 from mtsql.data.export import export_dialogues
@@ -26,6 +24,10 @@ from mtsql.data.schema import (
     sample_values,
 )
 from mtsql.data.stats import DatasetStats, SchemaCache, TurnProblem, compute_stats, gold_hardness
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 data_app = typer.Typer(name="data", help="Datasets: statistics, exports and database schemas.", no_args_is_help=True)
 
@@ -80,6 +82,8 @@ def stats_command(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed to each gold query.")] = 10.0,
 ) -> None:
     """Count dialogues and turns by hardness and turn depth, and list the turns that cannot be evaluated."""
+    from rich.console import Console
+
     console = Console()
     name: DatasetName = dataset.value  # type: ignore[assignment]
     with _user_errors(console):
@@ -119,6 +123,8 @@ def export_command(
     tables: TablesArg = None,
 ) -> None:
     """Write a split as JSON lines or Parquet, one row per turn (with its history) or per dialogue."""
+    from rich.console import Console
+
     console = Console(stderr=True)
     name: DatasetName = dataset.value  # type: ignore[assignment]
     with _user_errors(console):
@@ -142,6 +148,8 @@ def schema_command(
     examples: Annotated[int, typer.Option("--examples", help="Example values shown per column.")] = 0,
 ) -> None:
     """Print a database's schema as the compact CREATE TABLE text used in prompts."""
+    from rich.console import Console
+
     console = Console(stderr=True)
     path = Path(database)
     if not path.is_file() and db_dir is not None:
@@ -176,6 +184,8 @@ def _percent(count: int, total: int) -> str:
 
 
 def _print_stats(console: Console, stats: DatasetStats) -> None:
+    from rich.table import Table
+
     name = f"{stats.dataset} {stats.split}"
     overview = Table(show_header=False)
     overview.add_row("dialogues", str(stats.dialogues))
@@ -205,6 +215,8 @@ def _print_stats(console: Console, stats: DatasetStats) -> None:
 
 
 def _print_problems(console: Console, title: str, problems: tuple[TurnProblem, ...]) -> None:
+    from rich.table import Table
+
     if not problems:
         return
     table = Table("db_id", "dialogue", "turn", "error", "query")

@@ -43,10 +43,14 @@ def evaluate(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the whole summary as JSON to this file.")
     ] = None,
-    plain: Annotated[
-        bool,
-        typer.Option("--plain", help="Print the official script's plain-text tables instead of rich tables."),
-    ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Tables: 'rich', 'plain' (the official script's layout, for diffs and logs) or 'auto' "
+            "(rich on a terminal, plain otherwise).",
+        ),
+    ] = "auto",
     example: Annotated[
         str | None,
         typer.Option("--example", help="Evaluate a bundled example (e.g. 'festival') instead of --gold/--pred/--db."),
@@ -54,7 +58,7 @@ def evaluate(
 ) -> None:
     """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
     from mtsql.eval.evaluator import EvalOptions, evaluate_turns
-    from mtsql.eval.report import print_plain, print_rich
+    from mtsql.eval.report import print_notes, print_plain, print_rich
     from mtsql.eval.summary import summarize
 
     if example is not None:
@@ -70,6 +74,8 @@ def evaluate(
         if value is None:
             raise typer.BadParameter("required (or give --example)", param_hint=name)
     assert gold is not None and pred is not None and db is not None
+    if output_format not in ("auto", "rich", "plain"):
+        raise typer.BadParameter("must be one of: auto, rich, plain", param_hint="--format")
     if etype not in ("all", "exec", "match"):
         raise typer.BadParameter("must be one of: all, exec, match", param_hint="--etype")
     if etype != "exec" and table is None:
@@ -109,8 +115,9 @@ def evaluate(
         }
         data["seconds"] = round(elapsed, 3)
         json_out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if plain:
+    if output_format == "plain" or (output_format == "auto" and not sys.stdout.isatty()):
         print_plain(summary)
+        print_notes(summary)
     else:
         print_rich(summary)
     sys.stdout.flush()

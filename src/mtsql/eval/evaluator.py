@@ -84,14 +84,26 @@ class TurnResult:
         return out
 
 
-# Worker state: set once per process by _init_worker so sessions can be sent without the options each time.
+# Worker state, set by _init_worker: in the parent before forking (children inherit it), or in each worker
+# where processes are spawned.
 _OPTIONS: EvalOptions | None = None
 _KMAPS: dict[str, dict[str, str]] = {}
+_DB_FILES: dict[str, str | None] = {}
 
 
 def _init_worker(options: EvalOptions, kmaps: dict[str, dict[str, str]]) -> None:
     global _OPTIONS, _KMAPS
     _OPTIONS, _KMAPS = options, kmaps
+    _DB_FILES.clear()
+
+
+def _db_file(db_id: str) -> str | None:
+    """``db_dir/db_id/db_id.sqlite`` if it is a file, looked up once per database."""
+    if db_id not in _DB_FILES:
+        assert _OPTIONS is not None
+        path = os.path.join(_OPTIONS.db_dir, db_id, f"{db_id}.sqlite")
+        _DB_FILES[db_id] = path if os.path.isfile(path) else None
+    return _DB_FILES[db_id]
 
 
 def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnResult:
@@ -100,9 +112,10 @@ def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnR
     # Value-less predictions get 1 plugged in, only where "value" stands between spaces, as officially.
     pred = pred.replace(" value ", " 1 ")
     result = TurnResult(session=session, turn=turn, db_id=gold.db_id, gold=gold.query, pred=pred)
-    db_file = options.db_dir / gold.db_id / f"{gold.db_id}.sqlite"
-    if not db_file.is_file():
-        result.skipped, result.error = True, f"database missing: {db_file}"
+    db_file = _db_file(gold.db_id)
+    if db_file is None:
+        result.skipped = True
+        result.error = f"database missing: {os.path.join(options.db_dir, gold.db_id, gold.db_id + '.sqlite')}"
         return result
     schema = Schema.from_sqlite(db_file)
     try:
@@ -111,15 +124,16 @@ def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnR
         result.skipped, result.error = True, f"gold query does not parse: {err}"
         return result
     result.hardness = eval_hardness(gold_sql)
+    same = pred == gold.query  # the parse and the normalised query are then the gold's (neither is mutated)
     try:
-        pred_sql = parse_sql(pred, schema)
+        pred_sql = gold_sql if same else parse_sql(pred, schema)
         result.pred_parsed = True
     except SQLParseError as err:
         pred_sql, result.pred_parsed, result.error = empty_sql(), False, f"prediction does not parse: {err}"
 
     if options.etype in ("all", "exec"):
         verdict = exec_match(
-            db_file.parent,
+            os.path.dirname(db_file),
             db_file,
             pred,
             gold.query,
@@ -134,7 +148,7 @@ def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnR
     if options.etype in ("all", "match"):
         kmap = _KMAPS.get(gold.db_id, {})
         gold_norm = normalize_for_match(gold_sql, schema, kmap)
-        pred_norm = normalize_for_match(pred_sql, schema, kmap)
+        pred_norm = gold_norm if same else normalize_for_match(pred_sql, schema, kmap)
         try:
             result.exact, result.partial = exact_match_with_partials(pred_norm, gold_norm)
         except UncomparableTablesError as err:
@@ -177,13 +191,19 @@ def evaluate_turns(
         raise ValueError("exact set match needs the tables.json file (--table)")
     workers = options.workers or os.cpu_count() or 1
     total_turns = sum(len(s) for s in gold)
+    _init_worker(options, kmaps)
     if workers == 1 or total_turns < 64:
-        _init_worker(options, kmaps)
         return _evaluate_sessions([(i, g, p) for i, (g, p) in enumerate(zip(gold, preds, strict=True))])
     # Small batches keep both cores busy to the end: a few sessions hold most of the slow queries.
     size = max(1, len(gold) // (workers * 16))
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(options, kmaps)) as pool:
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork" if fork else None),
+        initializer=None if fork else _init_worker,
+        initargs=() if fork else (options, kmaps),
+    )
+    with pool:
         results: list[list[TurnResult]] = []
         for part in pool.map(_evaluate_sessions, _batches(gold, preds, size)):
             results.extend(part)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
+import sys
+from typing import TYPE_CHECKING
 
 from mtsql.eval.evaluator import PARTIAL_TYPES, TURN_BUCKETS
 from mtsql.eval.summary import Summary
+
+if TYPE_CHECKING:  # rich is imported only when rich output is asked for
+    from rich.console import Console
+    from rich.table import Table
 
 
 def _columns(summary: Summary) -> list[str]:
@@ -81,6 +85,8 @@ def print_plain(summary: Summary) -> None:
 
 
 def _table(title: str, columns: list[str], rows: list[tuple[str, str, list]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("")
     for c in columns:
@@ -96,13 +102,20 @@ def _table(title: str, columns: list[str], rows: list[tuple[str, str, list]]) ->
 
 
 def print_rich(summary: Summary, console: Console | None = None) -> None:
+    from rich.console import Console
+
     console = console or Console()
     mode = "strict" if summary.strict else "official-compatible"
     console.print(_table(f"Scores by hardness ({mode} mode)", _columns(summary), _rows(summary)))
     if summary.include_turn_acc:
         console.print(_table("Scores by turn", list(TURN_BUCKETS), _turn_rows(summary)))
-    all_ = summary.levels["all"]
-    joint = summary.levels["joint_all"]
+    for line in notes(summary):
+        console.print(line, style="yellow" if line.startswith(("!", " ")) else None, markup=False, highlight=False)
+
+
+def notes(summary: Summary) -> list[str]:
+    """The headline scores, then what the tables do not show: skipped turns, failing golds, missing predictions."""
+    all_, joint = summary.levels["all"], summary.levels["joint_all"]
     parts = []
     for key, label in (("exec", "EX"), ("exact", "EM")):
         if key in all_:
@@ -110,24 +123,29 @@ def print_rich(summary: Summary, console: Console | None = None) -> None:
             if summary.include_turn_acc:
                 text += f", interaction match {joint[key]:.3f}"
             parts.append(text)
-    console.print("; ".join(parts))
+    lines = ["; ".join(parts)]
     if summary.skipped:
         reasons: dict[str, int] = {}
         for s in summary.skipped:
             reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
-        console.print(f"[yellow]{len(summary.skipped)} turn(s) skipped, not counted:[/yellow]")
-        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            console.print(f"  {n} × {reason}")
+        lines.append(f"! {len(summary.skipped)} turn(s) skipped, not counted:")
+        lines += [f"  {n} x {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
     if summary.gold_errors:
-        console.print(
-            f"[yellow]{len(summary.gold_errors)} gold quer(y/ies) fail on their database "
-            "(the official script stops there; here they count as execution mismatches):[/yellow]"
+        lines.append(
+            f"! {len(summary.gold_errors)} gold quer(y/ies) fail on their database "
+            "(the official script stops there; here they count as execution mismatches):"
         )
-        for g in summary.gold_errors:
-            console.print(f"  session {g['session']} turn {g['turn']} ({g['db_id']}): {g['error']}")
+        lines += [
+            f"  session {g['session']} turn {g['turn']} ({g['db_id']}): {g['error']}" for g in summary.gold_errors
+        ]
     if summary.unpredicted_turns:
-        console.print(
-            f"[yellow]{summary.unpredicted_turns} gold turn(s) have no prediction"
+        lines.append(
+            f"! {summary.unpredicted_turns} gold turn(s) have no prediction"
             + (" and count as wrong." if summary.strict else " and are not counted, as in the official script.")
-            + "[/yellow]"
         )
+    return lines
+
+
+def print_notes(summary: Summary) -> None:
+    """The notes on standard error, so that standard output stays exactly the official layout."""
+    print("\n".join(notes(summary)), file=sys.stderr)
