@@ -15,36 +15,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from mtsql.data.loaders import GoldQuery
-from mtsql.eval.exact_match import (
-    UncomparableTablesError,
-    build_foreign_key_maps,
-    exact_match_with_partials,
-    normalize_for_match,
-    partial_scores,
-)
-from mtsql.eval.exec_match import exec_match
-from mtsql.eval.hardness import hardness as eval_hardness
-from mtsql.sql.parse import Schema, SQLParseError, empty_sql, parse_sql
-
-EvalType = Literal["all", "exec", "match"]
-
-LEVELS = ("easy", "medium", "hard", "extra", "all", "joint_all")
-TURN_BUCKETS = ("turn 1", "turn 2", "turn 3", "turn 4", "turn > 4")
-PARTIAL_TYPES = (
-    "select",
-    "select(no AGG)",
-    "where",
-    "where(no OP)",
-    "group(no Having)",
-    "group",
-    "order",
-    "and/or",
-    "IUEN",
-    "keywords",
-)
+from mtsql.eval.exact_match import build_foreign_key_maps
+from mtsql.eval.turn import EvalType, TurnScore, prepare_prediction, score_turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,52 +83,24 @@ def _db_file(db_id: str) -> str | None:
 def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnResult:
     options = _OPTIONS
     assert options is not None, "worker not initialised"
-    # Value-less predictions get 1 plugged in, only where "value" stands between spaces, as officially.
-    pred = pred.replace(" value ", " 1 ")
-    result = TurnResult(session=session, turn=turn, db_id=gold.db_id, gold=gold.query, pred=pred)
+    result = TurnResult(session=session, turn=turn, db_id=gold.db_id, gold=gold.query, pred=prepare_prediction(pred))
     db_file = _db_file(gold.db_id)
     if db_file is None:
         result.skipped = True
         result.error = f"database missing: {os.path.join(options.db_dir, gold.db_id, gold.db_id + '.sqlite')}"
         return result
-    schema = Schema.from_sqlite(db_file)
-    try:
-        gold_sql = parse_sql(gold.query, schema)
-    except SQLParseError as err:
-        result.skipped, result.error = True, f"gold query does not parse: {err}"
-        return result
-    result.hardness = eval_hardness(gold_sql)
-    same = pred == gold.query  # the parse and the normalised query are then the gold's (neither is mutated)
-    try:
-        pred_sql = gold_sql if same else parse_sql(pred, schema)
-        result.pred_parsed = True
-    except SQLParseError as err:
-        pred_sql, result.pred_parsed, result.error = empty_sql(), False, f"prediction does not parse: {err}"
-
-    if options.etype in ("all", "exec"):
-        verdict = exec_match(
-            os.path.dirname(db_file),
-            db_file,
-            pred,
-            gold.query,
-            keep_distinct=options.keep_distinct,
-            timeout=options.timeout,
-            strict=options.strict,
-        )
-        result.exec, result.exec_status = verdict.score, verdict.status
-        if verdict.status == "gold_error":
-            result.error = f"gold query fails on the database: {verdict.message}"
-
-    if options.etype in ("all", "match"):
-        kmap = _KMAPS.get(gold.db_id, {})
-        gold_norm = normalize_for_match(gold_sql, schema, kmap)
-        pred_norm = gold_norm if same else normalize_for_match(pred_sql, schema, kmap)
-        try:
-            result.exact, result.partial = exact_match_with_partials(pred_norm, gold_norm)
-        except UncomparableTablesError as err:
-            # The official run aborts here; the pair cannot be equal, so it scores as a mismatch.
-            result.exact, result.partial = 0, partial_scores(pred_norm, gold_norm)
-            result.error = f"exact match: {err}"
+    score = score_turn(
+        pred,
+        gold.query,
+        db_file,
+        _KMAPS.get(gold.db_id, {}),
+        etype=options.etype,
+        keep_distinct=options.keep_distinct,
+        strict=options.strict,
+        timeout=options.timeout,
+    )
+    for name in TurnScore.__slots__:
+        setattr(result, name, getattr(score, name))
     return result
 
 

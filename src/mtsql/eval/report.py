@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from mtsql.eval.evaluator import PARTIAL_TYPES, TURN_BUCKETS
-from mtsql.eval.summary import Summary
+from mtsql.eval.exact_match import PARTIAL_TYPES
+from mtsql.eval.summary import TURN_BUCKETS, Summary
 
 if TYPE_CHECKING:  # rich is imported only when rich output is asked for
     from rich.console import Console

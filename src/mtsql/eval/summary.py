@@ -13,7 +13,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mtsql.eval.evaluator import LEVELS, PARTIAL_TYPES, TURN_BUCKETS, EvalType, TurnResult
+from mtsql.eval.evaluator import TurnResult
+from mtsql.eval.exact_match import PARTIAL_TYPES
+from mtsql.eval.turn import EvalType
+
+LEVELS = ("easy", "medium", "hard", "extra", "all", "joint_all")
+TURN_BUCKETS = ("turn 1", "turn 2", "turn 3", "turn 4", "turn > 4")
 
 
 def turn_bucket(turn: int) -> str:

@@ -1,0 +1,90 @@
+"""The reward settings: one weight per component and the few choices that define the process reward.
+
+Defaults are the original MTSQL-R1 weights (outcome EX + EM, then 0.1 exec-verify + 0.1 coherence + 0.8
+clause F1). A config is frozen so it can key caches and be recorded with a run; load one from a mapping or
+from a section of a YAML file so training configs carry it (see ``docs/rewards.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+#: The reward components, in the order they are reported.
+COMPONENTS: Final = ("exec", "exact", "exec_verify", "coherence", "clause_f1", "format")
+
+
+@dataclass(frozen=True, slots=True)
+class RewardConfig:
+    """Weights of the components and the definition of a right verdict; see ``docs/rewards.md``.
+
+    ``empty_no_pass_credit`` is the credit for ``no_pass`` on an execution that returned no rows;
+    ``empty_gold_aware`` makes ``pass`` the right verdict instead when the gold query returns no rows either.
+    A SQL under a memory check is *coherent* when it execution-matches the gold (if ``coherence_exec_match``)
+    or its clause F1 against the gold is at least ``coherence_f1_threshold``. ``timeout``, ``keep_distinct``
+    and ``strict`` are the execution-match options of ``mtsql evaluate`` (same defaults, so the outcome equals
+    its verdicts).
+    """
+
+    exec_weight: float = 1.0
+    exact_weight: float = 1.0
+    exec_verify_weight: float = 0.1
+    coherence_weight: float = 0.1
+    clause_f1_weight: float = 0.8
+    format_weight: float = 0.0
+    empty_no_pass_credit: float = 0.5
+    empty_gold_aware: bool = True
+    coherence_f1_threshold: float = 1.0
+    coherence_exec_match: bool = True
+    timeout: float = 60.0
+    keep_distinct: bool = False
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("empty_no_pass_credit", "coherence_f1_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {value}")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {self.timeout}")
+
+    def weight(self, component: str) -> float:
+        """The weight of one of :data:`COMPONENTS`."""
+        if component not in COMPONENTS:
+            raise KeyError(f"unknown reward component {component!r}; the components are {', '.join(COMPONENTS)}")
+        return float(getattr(self, f"{component}_weight"))
+
+    def total(self, components: Mapping[str, float]) -> float:
+        """The weighted sum of component values (each of :data:`COMPONENTS` must be present)."""
+        return sum(self.weight(name) * components[name] for name in COMPONENTS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RewardConfig:
+        """A config from a mapping of field names; unknown names are an error (a typo must not be ignored)."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown reward setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], section: str | None = "rewards") -> RewardConfig:
+        """A config from a YAML file: the mapping under ``section``, or the whole file when ``section`` is None.
+
+        A file without that section gives the defaults.
+        """
+        import yaml
+
+        with open(path, encoding="utf-8") as file:
+            data = yaml.safe_load(file) or {}
+        if section is not None and isinstance(data, Mapping):
+            data = data.get(section) or {}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: the reward settings must be a mapping, found {type(data).__name__}")
+        return cls.from_dict(data)
