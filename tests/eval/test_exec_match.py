@@ -127,6 +127,7 @@ _FRAGMENTS = [
     "SELECT", "select", " ", "  ", "\n", "\t", "distinct", "DISTINCT", "DiStInCt", "distinctly", ";", "GO", "go",
     "'", '"', "`", "--", "/*", "*/", "a", "T1.", "(", ")", "count", ",", "x", "é", "İ", "BEGIN", "END", "CASE",
     "IS", "FROM", "=", "!", ">", "1", "2.5", "#", "[", "]", "$", "\x0b", "\u00a0", "ſ", "K",
+    "1e5", "1E5", "'a''b'", "''", '"x""y"', "_", "%", "@", ":", "?", "\\", "'distinct'", "t.distinct", "; ",
 ]  # fmt: skip
 
 

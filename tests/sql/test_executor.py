@@ -366,6 +366,22 @@ def test_wal_database_without_wal_file_is_read_without_creating_files(tmp_path: 
     assert sorted(os.listdir(tmp_path)) == ["wal.sqlite", "wal.sqlite-wal"]
 
 
+def test_immutable_is_not_used_while_a_wal_file_holds_rows(tmp_path: Path) -> None:
+    """immutable=1 would read only the main file: rows committed to the -wal file must still be seen."""
+    path = tmp_path / "live.sqlite"
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE t (a)")
+    writer.execute("INSERT INTO t VALUES (1)")
+    writer.commit()
+    try:
+        assert (tmp_path / "live.sqlite-wal").is_file()
+        assert execute(path, "SELECT a FROM t", immutable=True, cache=False).rows == [(1,)]
+    finally:
+        writer.close()
+
+
 def test_cached_connection_follows_a_replaced_or_modified_file(tmp_path: Path) -> None:
     path = make_db(tmp_path / "a.sqlite", marker="old")
     assert execute(path, "SELECT name FROM t WHERE id = 1").rows == [("old-1",)]

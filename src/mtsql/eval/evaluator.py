@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,10 +117,28 @@ def _evaluate_sessions(batch: list[tuple[int, list[GoldQuery], list[str]]]) -> l
 
 def _batches(
     gold: Sequence[list[GoldQuery]], preds: Sequence[list[str]], size: int
-) -> Iterator[list[tuple[int, list[GoldQuery], list[str]]]]:
-    items = [(i, g, p) for i, (g, p) in enumerate(zip(gold, preds, strict=True))]
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+) -> list[list[tuple[int, list[GoldQuery], list[str]]]]:
+    """Sessions in batches of about ``size`` turns, each batch on one database.
+
+    A worker pays once per database for its schema, connection and SQLite's page cache, so keeping a database's
+    sessions together (and the batches small enough to balance the load) saves most of that warm-up.
+    """
+    by_db: dict[str, list[tuple[int, list[GoldQuery], list[str]]]] = {}
+    for index, (g, p) in enumerate(zip(gold, preds, strict=True)):
+        by_db.setdefault(g[0].db_id if g else "", []).append((index, g, p))
+    batches = []
+    for items in by_db.values():
+        batch: list[tuple[int, list[GoldQuery], list[str]]] = []
+        turns = 0
+        for item in items:
+            batch.append(item)
+            turns += len(item[1])
+            if turns >= size:
+                batches.append(batch)
+                batch, turns = [], 0
+        if batch:
+            batches.append(batch)
+    return batches
 
 
 def evaluate_turns(
@@ -141,7 +159,7 @@ def evaluate_turns(
     if workers == 1 or total_turns < 64:
         return _evaluate_sessions([(i, g, p) for i, (g, p) in enumerate(zip(gold, preds, strict=True))])
     # Small batches keep both cores busy to the end: a few sessions hold most of the slow queries.
-    size = max(1, len(gold) // (workers * 16))
+    size = max(8, total_turns // (workers * 8))
     fork = "fork" in multiprocessing.get_all_start_methods()
     pool = ProcessPoolExecutor(
         workers,
@@ -150,9 +168,11 @@ def evaluate_turns(
         initargs=() if fork else (options, kmaps),
     )
     with pool:
-        results: list[list[TurnResult]] = []
+        results: list[list[TurnResult]] = [[] for _ in gold]
         for part in pool.map(_evaluate_sessions, _batches(gold, preds, size)):
-            results.extend(part)
+            for session in part:
+                if session:
+                    results[session[0].session] = session
     return results
 
 

@@ -87,7 +87,14 @@ def score_turn(
     exec_score = exec_status = exact = partial = None
     if etype in ("all", "exec"):
         verdict = exec_match(
-            db_file.parent, db_file, pred, gold, keep_distinct=keep_distinct, timeout=timeout, strict=strict
+            db_file.parent,
+            db_file,
+            pred,
+            gold,
+            keep_distinct=keep_distinct,
+            timeout=timeout,
+            strict=strict,
+            immutable=True,  # evaluation data does not change while it is scored; SQLite then skips its locking
         )
         exec_score, exec_status = verdict.score, verdict.status
         if verdict.status == "gold_error":
