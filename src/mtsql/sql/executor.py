@@ -546,13 +546,23 @@ def _fetch(cursor: sqlite3.Cursor, max_rows: int | None, max_chars: int | None) 
         if len(rows) > max_rows:
             return rows[:max_rows], True
         return rows, False
-    rows = []
-    chars = 0
+    rows: list[Any] = []
     limit = max_rows if max_rows is not None else -1
+    # Counting characters value by value costs more than SQLite's own work on small queries, so whole batches
+    # are accepted while twice their repr (an upper bound of their characters for every SQLite type) keeps the
+    # total under the cap; the exact count starts only near the cap or the row limit.
+    bound = 0
+    chars: int | None = None
     while True:
         batch = cursor.fetchmany(256)
         if not batch:
             return rows, False
+        if chars is None:
+            bound += 2 * len(repr(batch))
+            if bound <= max_chars and (limit < 0 or len(rows) + len(batch) <= limit):
+                rows.extend(batch)
+                continue
+            chars = sum(_value_chars(v) for row in rows for v in row)
         for row in batch:
             if len(rows) == limit:
                 return rows, True
