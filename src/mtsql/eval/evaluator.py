@@ -121,7 +121,8 @@ def _batches(
     """Sessions in batches of about ``size`` turns, each batch on one database.
 
     A worker pays once per database for its schema, connection and SQLite's page cache, so keeping a database's
-    sessions together (and the batches small enough to balance the load) saves most of that warm-up.
+    sessions together (and the batches small enough to balance the load) saves most of that warm-up. Batches on
+    the largest databases, where queries are slowest, go first so that no long batch is left for the end.
     """
     by_db: dict[str, list[tuple[int, list[GoldQuery], list[str]]]] = {}
     for index, (g, p) in enumerate(zip(gold, preds, strict=True)):
@@ -138,7 +139,12 @@ def _batches(
                 batch, turns = [], 0
         if batch:
             batches.append(batch)
-    return batches
+
+    def weight(batch: list[tuple[int, list[GoldQuery], list[str]]]) -> int:
+        path = _db_file(batch[0][1][0].db_id) if batch[0][1] else None
+        return (os.path.getsize(path) if path else 0) * sum(len(g) for _, g, _ in batch)
+
+    return sorted(batches, key=weight, reverse=True)
 
 
 def evaluate_turns(
