@@ -13,7 +13,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mtsql.data.loaders import GoldQuery
@@ -33,28 +33,20 @@ class EvalOptions:
     """Worker processes; 0 uses every core."""
 
 
-@dataclass(slots=True)
-class TurnResult:
-    """One turn's verdicts. ``exact``/``exec`` are None when that evaluation type was not run or was skipped."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnResult(TurnScore):
+    """One turn's verdicts (:class:`~mtsql.eval.turn.TurnScore`) and where the turn stands in the files."""
 
     session: int
     turn: int
     db_id: str
     gold: str
     pred: str
-    hardness: str | None = None
-    exact: int | None = None
-    exec: int | None = None
-    exec_status: str | None = None
-    error: str | None = None
-    """Why the turn could not be scored (missing database, gold that does not parse), or the prediction's error."""
-    skipped: bool = False
-    pred_parsed: bool | None = None
-    partial: dict[str, dict[str, float]] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
-        out = asdict(self)
-        out.pop("partial")
+        """The per-turn JSONL record: position first, then the verdicts (partial scores left out)."""
+        out = {name: getattr(self, name) for name in ("session", "turn", "db_id", "gold", "pred")}
+        out.update((name, getattr(self, name)) for name in TurnScore.__slots__ if name != "partial")
         return out
 
 
@@ -83,12 +75,17 @@ def _db_file(db_id: str) -> str | None:
 def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnResult:
     options = _OPTIONS
     assert options is not None, "worker not initialised"
-    result = TurnResult(session=session, turn=turn, db_id=gold.db_id, gold=gold.query, pred=prepare_prediction(pred))
+    place = {
+        "session": session,
+        "turn": turn,
+        "db_id": gold.db_id,
+        "gold": gold.query,
+        "pred": prepare_prediction(pred),
+    }
     db_file = _db_file(gold.db_id)
     if db_file is None:
-        result.skipped = True
-        result.error = f"database missing: {os.path.join(options.db_dir, gold.db_id, gold.db_id + '.sqlite')}"
-        return result
+        missing = os.path.join(options.db_dir, gold.db_id, gold.db_id + ".sqlite")
+        return TurnResult(**place, skipped=True, error=f"database missing: {missing}")
     score = score_turn(
         pred,
         gold.query,
@@ -99,9 +96,7 @@ def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnR
         strict=options.strict,
         timeout=options.timeout,
     )
-    for name in TurnScore.__slots__:
-        setattr(result, name, getattr(score, name))
-    return result
+    return TurnResult(**place, **{name: getattr(score, name) for name in TurnScore.__slots__})
 
 
 def _evaluate_sessions(batch: list[tuple[int, list[GoldQuery], list[str]]]) -> list[list[TurnResult]]:
