@@ -74,3 +74,10 @@ def test_missing_file_is_a_clear_error(example: Example, tmp_path: Path) -> None
     args[args.index("--pred") + 1] = str(tmp_path / "nope.txt")
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_missing_tables_json_is_a_clear_error(example: Example, tmp_path: Path) -> None:
+    args = _args(example)
+    args[args.index("--table") + 1] = str(tmp_path / "tables.json")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "not found" in result.output

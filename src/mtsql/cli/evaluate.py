@@ -95,7 +95,7 @@ def evaluate(
     )  # fmt: skip
     try:
         results = evaluate_turns(gold_sessions, pred_sessions, options)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:  # sessions that do not pair up, a broken tables.json
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     summary = summarize(results, etype, strict=strict, gold_turns_per_session=[len(s) for s in gold_sessions])  # type: ignore[arg-type]

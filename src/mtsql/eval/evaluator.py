@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtsql.data.loaders import GoldQuery
-from mtsql.eval.exact_match import build_foreign_key_maps
+from mtsql.eval.exact_match import load_foreign_key_maps
 from mtsql.eval.turn import EvalType, TurnScore, prepare_prediction, score_turn
 
 
@@ -151,7 +151,7 @@ def evaluate_turns(
             f"the prediction file has {len(preds)} sessions but the gold file has {len(gold)}: "
             "sessions are separated by blank lines and must correspond one to one"
         )
-    kmaps = build_foreign_key_maps(_read_tables(options.tables)) if options.tables else {}
+    kmaps = load_foreign_key_maps(options.tables) if options.tables else {}
     if options.etype in ("all", "match") and options.tables is None:
         raise ValueError("exact set match needs the tables.json file (--table)")
     workers = options.workers or os.cpu_count() or 1
@@ -175,10 +175,3 @@ def evaluate_turns(
                 if session:
                     results[session[0].session] = session
     return results
-
-
-def _read_tables(path: Path) -> list[dict]:
-    import json
-
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)

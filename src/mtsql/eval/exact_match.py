@@ -28,6 +28,7 @@ Official behaviour reproduced on purpose (it changes verdicts):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
@@ -42,6 +43,7 @@ __all__ = [
     "clause_f1",
     "exact_match",
     "exact_match_with_partials",
+    "load_foreign_key_maps",
     "normalize_for_match",
     "partial_scores",
     "valid_column_ids",
@@ -115,6 +117,13 @@ def build_foreign_key_maps(tables: Iterable[Mapping[str, Any]]) -> dict[str, dic
 
 
 # ------------------------------------------------------------------------------------------ normalisation
+
+
+def load_foreign_key_maps(tables: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
+    """``db_id -> foreign-key map`` of a ``tables.json`` file (what ``mtsql evaluate --table`` uses)."""
+    from mtsql.data.schema import read_tables_json
+
+    return build_foreign_key_maps(read_tables_json(tables).values())
 
 
 def valid_column_ids(table_units: list[Any], schema: Schema) -> frozenset[str]:

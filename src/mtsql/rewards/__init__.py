@@ -4,11 +4,12 @@ reward (exec-verify and coherence judgements, clause F1 of every proposed SQL), 
 Definitions, defaults and where we depart from the original reference code: ``docs/rewards.md``.
 """
 
+from mtsql.eval.exact_match import load_foreign_key_maps
 from mtsql.eval.turn import TurnScore, prepare_prediction, score_turn
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.rewards.outcome import sqlite_foreign_key_map
 from mtsql.rewards.process import coherence_credit, exec_outcome, exec_verify_credit, is_coherent
-from mtsql.rewards.scorer import EpisodeReward, QuestionReward, RewardScorer, load_foreign_key_maps, reward_episode
+from mtsql.rewards.scorer import EpisodeReward, QuestionReward, RewardScorer, reward_episode
 
 __all__ = [
     "COMPONENTS",

@@ -19,7 +19,7 @@ from typing import Any
 from mtsql.data.loaders import sql_line
 from mtsql.env.environment import EpisodeRecord, TurnRecord
 from mtsql.env.tools import EXEC_SQL, MEMORY_RETRIEVE
-from mtsql.eval.exact_match import build_foreign_key_maps, clause_f1, normalize_for_match
+from mtsql.eval.exact_match import clause_f1, load_foreign_key_maps, normalize_for_match
 from mtsql.eval.exec_match import postprocess, replace_cur_year
 from mtsql.eval.turn import TurnScore, prepare_prediction, score_turn
 from mtsql.rewards.config import COMPONENTS, RewardConfig
@@ -219,13 +219,6 @@ class RewardScorer:
         sql = replace_cur_year(postprocess(gold))
         result = execute(self._db_file(db_id), sql, timeout=self.config.timeout, max_rows=1)
         return result.ok and not result.rows
-
-
-def load_foreign_key_maps(tables: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """``db_id -> foreign-key map`` from a ``tables.json`` (what ``mtsql evaluate --table`` uses)."""
-    from mtsql.data.schema import read_tables_json
-
-    return build_foreign_key_maps(read_tables_json(tables).values())
 
 
 @functools.lru_cache(maxsize=8)
