@@ -1,0 +1,56 @@
+"""Model backends behind one small interface (:class:`Backend`): token ids in, token ids and logprobs out.
+
+- ``transformers``: a local checkpoint or hub id on CPU or GPU (extra ``[train]``);
+- ``vllm``: vLLM's offline engine on a GPU (extra ``[vllm]``);
+- ``openai``: any OpenAI-compatible server (vLLM, SGLang, ``mtsql serve``, ...), no torch needed.
+
+Importing this package is cheap; :func:`load_backend` imports the chosen backend's dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from mtsql.backends.base import (
+    Backend,
+    BackendError,
+    BackendStats,
+    BatchedBackend,
+    FinishReason,
+    Generation,
+    SamplingParams,
+)
+
+BACKENDS: Final = ("transformers", "vllm", "openai")
+
+
+def load_backend(name: str, model: str, **options: Any) -> Backend:
+    """The backend ``name`` serving ``model`` (a path, a hub id, or the model name a server knows);
+    ``options`` go to its constructor. Raises ``ValueError`` for an unknown name and ``ImportError`` naming the
+    extra to install when the backend's dependencies are missing."""
+    if name == "transformers":
+        from mtsql.backends.transformers import TransformersBackend
+
+        return TransformersBackend(model, **options)
+    if name == "vllm":
+        from mtsql.backends.vllm import VLLMBackend
+
+        return VLLMBackend(model, **options)
+    if name == "openai":
+        from mtsql.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(model, **options)
+    raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendError",
+    "BackendStats",
+    "BatchedBackend",
+    "FinishReason",
+    "Generation",
+    "SamplingParams",
+    "load_backend",
+]

@@ -1,0 +1,72 @@
+"""``mtsql tiny-model``: build a tiny random-init Qwen3 checkpoint with a tokenizer trained here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="tiny-model")(tiny_model_command)
+
+
+def tiny_model_command(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the checkpoint into (created if needed).")],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Also train the tokenizer on the SParC/CoSQL/Spider dev sets found here."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the random weights.")] = 0,
+    vocab_size: Annotated[
+        int, typer.Option("--vocab-size", help="Most tokens, added tokens included (a small corpus gives fewer).")
+    ] = 4096,
+    hidden_size: Annotated[int, typer.Option("--hidden-size", help="Model width.")] = 64,
+    layers: Annotated[int, typer.Option("--layers", help="Transformer layers.")] = 2,
+    heads: Annotated[int, typer.Option("--heads", help="Attention heads (half as many key/value heads).")] = 4,
+) -> None:
+    """Write a small Qwen3ForCausalLM with random weights, a tokenizer trained on mtsql's texts and the Qwen3 chat
+    template into OUT_DIR, a normal Hugging Face checkpoint: pass OUT_DIR wherever a model is asked for.
+
+    For tests, demos and smoke runs on a CPU: it writes nonsense until trained. Exit code 2 for bad arguments, or
+    when the training extra is not installed.
+    """
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        import trl  # noqa: F401
+    except ImportError as err:
+        typer.echo(f"mtsql tiny-model needs {err.name or 'torch and transformers'}: install mtsql[train]", err=True)
+        raise typer.Exit(code=2) from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
+
+    from mtsql.data import DatasetNotFoundError
+    from mtsql.models import build_tiny_model
+
+    logging.disable_progress_bar()
+    try:
+        path = build_tiny_model(
+            out_dir,
+            data_dir=data_dir,
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_layers=layers,
+            num_heads=heads,
+            seed=seed,
+        )
+    except (ValueError, DatasetNotFoundError) as err:
+        typer.echo(f"mtsql tiny-model: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    # Reload as any user of the checkpoint would: what is printed is what was saved.
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    config = model.config
+    typer.echo(
+        f"{type(model).__name__}: {model.num_parameters():,} parameters (hidden {config.hidden_size}, "
+        f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads, seed {seed}), "
+        f"{type(tokenizer).__name__} with {len(tokenizer):,} tokens, Qwen3 chat template, "
+        f"max {config.max_position_embeddings:,} positions"
+    )
+    typer.echo(f"saved to {path.resolve()}")
