@@ -140,6 +140,12 @@ class BatchedBackend(Backend):
         """Continue every prompt (blocking); one :class:`Generation` per prompt, in order."""
 
     async def generate(self, prompt_ids: Sequence[int], params: SamplingParams) -> Generation:
+        # Checked before queueing: a prompt that cannot be continued fails alone, not the batch it would join.
+        limit = self.max_model_len
+        if not prompt_ids:
+            raise BackendError(f"{self.name}: empty prompt, there is nothing to continue")
+        if limit is not None and len(prompt_ids) >= limit:
+            raise BackendError(f"{self.name}: a prompt of {len(prompt_ids)} tokens leaves no room in {limit} positions")
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
             self._wakeup = asyncio.Event()
