@@ -223,6 +223,7 @@ class RolloutEngine:
             "steps": steps,
             "turns": turns,
             "final_sql": [turn["final_sql"] for turn in turns],
+            "gold_sql": [turn.query for turn in dialogue.turns],
             "malformed": record.malformed,
             "rewards": rewards,
             "stats": {
