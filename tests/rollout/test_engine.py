@@ -217,3 +217,26 @@ def test_steps_show_actions_and_verdicts(tokenizer: Any, example: Any, dialogues
     actions = [step["action"] for step in seen if step["turn"] == 1]
     assert actions == [EXEC_SQL, MEMORY_RETRIEVE, "answer_sql"]
     assert seen[0]["exec"]["ok"] and seen[0]["observation"][0]["role"] == "tool"
+
+
+def test_a_chat_adds_questions_to_a_finished_episode(
+    tokenizer: Any, example: Any, dialogues: list[Dialogue]
+) -> None:
+    """A chat session: one question at a time, the memory and the tokens carrying over."""
+    import dataclasses
+
+    whole = dialogues[1]
+    eng, _ = engine(tokenizer, example, dialogues, rewards=None)
+    reference = asyncio.run(eng.episode(whole))
+    episode = eng.start(dataclasses.replace(whole, turns=whole.turns[:1]))
+    with pytest.raises(RuntimeError, match="ended normally"):
+        episode.add_question("too early")
+    asyncio.run(episode.play())
+    for turn in whole.turns[1:]:
+        episode.add_question(turn.utterance)
+        asyncio.run(episode.play(one_question=True))
+    record = episode.record()
+    assert record["completion_ids"] == reference["completion_ids"]
+    assert record["completion_mask"] == reference["completion_mask"]
+    assert record["final_sql"] == reference["final_sql"]
+    assert [t["gold_sql"] for t in record["turns"]][1:] == [""] * (len(whole.turns) - 1)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtsql.data.dialogue import Dialogue
+from mtsql.data.dialogue import Dialogue, Turn
 from mtsql.data.schema import DatabaseSchema, sample_values
 from mtsql.env.memory import HISTORY_MODES, NO_SQL, DialogueMemory, HistoryMode, describe_sql, result_text
 from mtsql.env.protocol import (
@@ -283,6 +283,23 @@ class DialogueEnv:
             _add_user(messages, notice)
             return self._end_turn(final, messages, info, truncated=True)
         return messages, 0.0, False, False, info
+
+    @property
+    def dialogue(self) -> Dialogue | None:
+        """The dialogue of the current (or last) episode, with the questions added by :meth:`add_question`."""
+        return self._dialogue
+
+    def add_question(self, question: str) -> list[Message]:
+        """Continue a finished episode with one more question, for open-ended dialogues (a chat session): the
+        memory keeps the earlier questions. Returns the question's observation; its gold SQL is unknown ("")."""
+        if self._dialogue is None or not self._done:
+            raise RuntimeError("add_question() continues a finished episode: reset() and play it first")
+        index = len(self._dialogue.turns)
+        self._dialogue = dataclasses.replace(self._dialogue, turns=(*self._dialogue.turns, Turn(index, question, "")))
+        self._done = False
+        self._start_turn(index)
+        text = self.templates.render("user_next", question=question, turn_number=index + 1, max_steps=self.max_steps)
+        return [{"role": "user", "content": text}]
 
     # --- actions ------------------------------------------------------------------------------------------
 

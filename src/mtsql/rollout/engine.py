@@ -127,7 +127,7 @@ class RolloutEngine:
 
             kmaps = load_foreign_key_maps(tables) if tables else None
             self.scorer = RewardScorer(self.db_dir, rewards, kmaps=kmaps)
-        probe = self._env()
+        probe = self.make_env()
         # As JSON reads them back, so a resumed run compares like with like.
         self.settings: dict[str, Any] = json.loads(
             json.dumps(
@@ -143,96 +143,21 @@ class RolloutEngine:
                 }
             )
         )
-        self._tools = probe.tools
+        self.tools = probe.tools
 
     # --- one episode ----------------------------------------------------------------------------------------
+
+    def start(self, dialogue: Dialogue, sample: int = 0) -> Episode:
+        """A new episode on ``dialogue``, its prompt rendered; ``FileNotFoundError`` when the database is missing."""
+        return Episode(self, dialogue, sample)
 
     async def episode(self, dialogue: Dialogue, sample: int = 0, on_step: StepCallback | None = None) -> dict[str, Any]:
         """Run one sample of ``dialogue`` to its end; returns its record. ``on_step`` sees each step's record as
         it happens. Raises :class:`BackendError` when the backend fails, ``FileNotFoundError`` when the database
         is missing."""
-        start = time.perf_counter()
-        env = self._env()
-        observation, info = env.reset(dialogue)
-        prompt_ids = self.chat.prompt_ids(observation, self._tools)
-        completion: list[int] = []
-        mask: list[int] = []
-        logprobs: list[float] = []
-        segments: list[dict[str, Any]] = []
-        steps: list[dict[str, Any]] = []
-        retokenized = False
-        finish = "done"
-        terminated = False
-        while not terminated:
-            room = None if self.max_total_tokens is None else self.max_total_tokens - len(prompt_ids) - len(completion)
-            if room is not None and room < 1:
-                finish = "context"
-                break
-            params = self.params
-            if room is not None and room < params.max_tokens:
-                params = SamplingParams(**{**params.to_dict(), "max_tokens": room})
-            turn = info["turn"] if "step" not in info or not info["turn_done"] else info["turn"] + 1
-            generation = await self.backend.generate(prompt_ids + completion, params)
-            retokenized |= generation.retokenized
-            segments.append(_segment(turn, "model", len(completion), len(generation.token_ids)))
-            completion += generation.token_ids
-            mask += [1] * len(generation.token_ids)
-            logprobs += generation.logprobs
-            text = self.chat.model_text(generation.token_ids)
-            observation, _, terminated, _, info = env.step(text)
-            step = _step_record(info, text, generation.finish_reason, len(generation.token_ids))
-            steps.append(step)
-            if not terminated:
-                env_ids = self.chat.observation_ids(observation, closed=self.chat.is_closed(generation.token_ids))
-                step["observation"] = [dict(message) for message in observation]
-                if room is not None and len(generation.token_ids) + len(env_ids) > room:
-                    finish = "context"
-                    terminated = True
-                else:
-                    segments.append(_segment(info["turn"], "env", len(completion), len(env_ids)))
-                    completion += env_ids
-                    mask += [0] * len(env_ids)
-                    logprobs += [0.0] * len(env_ids)
-            if on_step is not None:
-                on_step(step)
-        record = env.record
-        assert record is not None
-        turns = record.to_dict()["turns"]
-        rewards = None
-        if self.scorer is not None:
-            rewards = self.scorer.episode(record).to_dict()
-        model_tokens = sum(mask)
-        return {
-            "id": episode_id(dialogue.id, sample),
-            "version": RECORD_VERSION,
-            "dialogue_id": dialogue.id,
-            "sample": sample,
-            "dataset": dialogue.dataset,
-            "split": dialogue.split,
-            "db_id": dialogue.db_id,
-            "n_turns": len(dialogue.turns),
-            **self.settings,
-            "finish": finish,
-            "retokenized": retokenized,
-            "prompt_ids": prompt_ids,
-            "completion_ids": completion,
-            "completion_mask": mask,
-            "logprobs": logprobs,
-            "segments": segments,
-            "text": self.chat.tokenizer.decode(completion, skip_special_tokens=False),
-            "steps": steps,
-            "turns": turns,
-            "final_sql": [turn["final_sql"] for turn in turns],
-            "gold_sql": [turn.query for turn in dialogue.turns],
-            "malformed": record.malformed,
-            "rewards": rewards,
-            "stats": {
-                "model_tokens": model_tokens,
-                "env_tokens": len(mask) - model_tokens,
-                "steps": len(steps),
-                "elapsed_s": round(time.perf_counter() - start, 4),
-            },
-        }
+        episode = self.start(dialogue, sample)
+        await episode.play(on_step)
+        return episode.record()
 
     # --- a dataset ------------------------------------------------------------------------------------------
 
@@ -313,7 +238,8 @@ class RolloutEngine:
         """:meth:`arun` from synchronous code."""
         return asyncio.run(self.arun(dialogues, out, progress=progress, on_record=on_record))
 
-    def _env(self) -> DialogueEnv:
+    def make_env(self) -> DialogueEnv:
+        """A fresh environment with the engine's settings (one per episode: environments hold episode state)."""
         config = self.config
         return DialogueEnv(
             self.db_dir,
@@ -322,6 +248,128 @@ class RolloutEngine:
             templates=config.templates,
             timeout=config.sql_timeout,
         )
+
+
+class Episode:
+    """One episode in progress: its environment and its token ids so far (see the module docstring).
+
+    :meth:`play` runs it to its end (or, with ``one_question``, to the end of the current question);
+    :meth:`add_question` continues a finished episode with a new question, as a chat session does.
+    """
+
+    def __init__(self, engine: RolloutEngine, dialogue: Dialogue, sample: int) -> None:
+        self.engine = engine
+        self.sample = sample
+        self.env = engine.make_env()
+        observation, self.info = self.env.reset(dialogue)
+        self.prompt_ids = engine.chat.prompt_ids(observation, engine.tools)
+        self.completion_ids: list[int] = []
+        self.completion_mask: list[int] = []
+        self.logprobs: list[float] = []
+        self.segments: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []
+        self.retokenized = False
+        self.finish = "done"
+        self.done = False
+        self._closed = True
+        self._start = time.perf_counter()
+
+    async def play(self, on_step: StepCallback | None = None, *, one_question: bool = False) -> None:
+        """Generate and step until the episode ends (or the current question does, with ``one_question``)."""
+        engine = self.engine
+        while not self.done:
+            used = len(self.prompt_ids) + len(self.completion_ids)
+            room = None if engine.max_total_tokens is None else engine.max_total_tokens - used
+            if room is not None and room < 1:
+                self.finish, self.done = "context", True
+                break
+            params = engine.params
+            if room is not None and room < params.max_tokens:
+                params = SamplingParams(**{**params.to_dict(), "max_tokens": room})
+            info = self.info
+            turn = info["turn"] + 1 if info.get("turn_done") else info["turn"]
+            generation = await engine.backend.generate(self.prompt_ids + self.completion_ids, params)
+            ids = generation.token_ids
+            self.retokenized |= generation.retokenized
+            self._append(turn, "model", ids, generation.logprobs)
+            self._closed = engine.chat.is_closed(ids)
+            text = engine.chat.model_text(ids)
+            observation, _, terminated, _, self.info = self.env.step(text)
+            step = _step_record(self.info, text, generation.finish_reason, len(ids))
+            self.steps.append(step)
+            if terminated:
+                self.done = True
+            else:
+                step["observation"] = [dict(message) for message in observation]
+                env_ids = engine.chat.observation_ids(observation, closed=self._closed)
+                if room is not None and len(ids) + len(env_ids) > room:
+                    self.finish, self.done = "context", True
+                else:
+                    self._append(self.info["turn"], "env", env_ids, [0.0] * len(env_ids))
+            if on_step is not None:
+                on_step(step)
+            if one_question and self.info["turn_done"]:
+                break
+
+    def add_question(self, question: str) -> None:
+        """Continue the finished episode with ``question`` (its gold SQL unknown); raises when the context is full."""
+        if not self.done or self.finish != "done":
+            raise RuntimeError("add_question() continues an episode that ended normally")
+        observation = self.env.add_question(question)
+        env_ids = self.engine.chat.observation_ids(observation, closed=self._closed)
+        limit = self.engine.max_total_tokens
+        if limit is not None and len(self.prompt_ids) + len(self.completion_ids) + len(env_ids) >= limit:
+            raise RuntimeError(f"the conversation has filled the model's context ({limit} tokens)")
+        self._append(self.info["turn"] + 1, "env", env_ids, [0.0] * len(env_ids))
+        self.info = {**self.info, "turn": self.info["turn"] + 1, "turn_done": False}
+        self.done = False
+
+    def record(self) -> dict[str, Any]:
+        """The episode's record (see the module docstring), with its rewards when the engine scores."""
+        record = self.env.record
+        dialogue = self.env.dialogue
+        assert record is not None and dialogue is not None
+        turns = record.to_dict()["turns"]
+        scorer = self.engine.scorer
+        model_tokens = sum(self.completion_mask)
+        return {
+            "id": episode_id(dialogue.id, self.sample),
+            "version": RECORD_VERSION,
+            "dialogue_id": dialogue.id,
+            "sample": self.sample,
+            "dataset": dialogue.dataset,
+            "split": dialogue.split,
+            "db_id": dialogue.db_id,
+            "n_turns": len(dialogue.turns),
+            **self.engine.settings,
+            "finish": self.finish,
+            "retokenized": self.retokenized,
+            "prompt_ids": self.prompt_ids,
+            "completion_ids": self.completion_ids,
+            "completion_mask": self.completion_mask,
+            "logprobs": self.logprobs,
+            "segments": self.segments,
+            "text": self.engine.chat.tokenizer.decode(self.completion_ids, skip_special_tokens=False),
+            "steps": self.steps,
+            "turns": turns,
+            "final_sql": [turn["final_sql"] for turn in turns],
+            "gold_sql": [turn.query for turn in dialogue.turns],
+            "malformed": record.malformed,
+            "rewards": None if scorer is None else scorer.episode(record).to_dict(),
+            "stats": {
+                "model_tokens": model_tokens,
+                "env_tokens": len(self.completion_mask) - model_tokens,
+                "steps": len(self.steps),
+                "elapsed_s": round(time.perf_counter() - self._start, 4),
+            },
+        }
+
+    def _append(self, turn: int, kind: str, ids: list[int], logprobs: list[float]) -> None:
+        start = len(self.completion_ids)
+        self.segments.append({"turn": turn, "kind": kind, "start": start, "end": start + len(ids)})
+        self.completion_ids += ids
+        self.completion_mask += [int(kind == "model")] * len(ids)
+        self.logprobs += logprobs
 
 
 def episode_id(dialogue_id: str, sample: int) -> str:
@@ -372,10 +420,6 @@ def read_finished(path: str | os.PathLike[str], settings: dict[str, Any]) -> set
         with open(path, "r+b") as file:
             file.truncate(good)
     return ids
-
-
-def _segment(turn: int, kind: str, start: int, length: int) -> dict[str, Any]:
-    return {"turn": turn, "kind": kind, "start": start, "end": start + length}
 
 
 def _step_record(info: dict[str, Any], text: str, finish_reason: str, n_tokens: int) -> dict[str, Any]:
