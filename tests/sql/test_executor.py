@@ -378,6 +378,12 @@ def test_immutable_is_not_used_while_a_wal_file_holds_rows(tmp_path: Path) -> No
     try:
         assert (tmp_path / "live.sqlite-wal").is_file()
         assert execute(path, "SELECT a FROM t", immutable=True, cache=False).rows == [(1,)]
+        # Through a symbolic link too: the -wal file is looked for beside the real file.
+        (tmp_path / "linked").mkdir()
+        link = tmp_path / "linked" / "link.sqlite"
+        link.symlink_to(path)
+        assert execute(link, "SELECT a FROM t", immutable=True, cache=False).rows == [(1,)]
+        assert sorted(p.name for p in (tmp_path / "linked").iterdir()) == ["link.sqlite"]
     finally:
         writer.close()
 

@@ -311,6 +311,8 @@ def _decode_replace(data: bytes) -> str:
 def _open(
     path: str, immutable: bool, max_value_bytes: int, max_sql_chars: int
 ) -> tuple[sqlite3.Connection, _ConnState]:
+    # Through a symbolic link, the -wal and -shm files that matter are beside the real file.
+    path = os.path.realpath(path)
     params = "mode=ro"
     if immutable and not os.path.exists(path + "-wal"):  # immutable would ignore what a -wal file holds
         params += "&immutable=1"
