@@ -1,5 +1,5 @@
-"""``python -m mtsql`` runs the ``mtsql`` command."""
+"""``python -m mtsql``: the ``mtsql`` command, for environments whose scripts folder is not on PATH."""
 
 from mtsql.cli.main import app
 
-app()
+app(prog_name="mtsql")

@@ -1,0 +1,192 @@
+"""``mtsql chat``: an interactive multi-turn session with the agent on any SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mtsql.cli.rollout import BackendChoice, _backend_options, _quiet_hub
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mtsql.rollout.engine import Episode
+
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_SHOWN_ROWS = 10
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="chat")(chat_command)
+
+
+def chat_command(
+    db: Annotated[Path, typer.Option("--db", help="The SQLite database to talk about (opened read-only).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder, hub id, or a served model's name.")],
+    backend: Annotated[BackendChoice, typer.Option("--backend", help="Where the model runs.")] = (
+        BackendChoice.transformers
+    ),
+    question: Annotated[
+        list[str] | None,
+        typer.Option("--question", "-q", help="Ask these questions in order, then stop (no prompt)."),
+    ] = None,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 is greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = 1.0,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens per assistant message.")] = 1024,
+    max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Assistant messages per question.")] = 4,
+    thinking: Annotated[bool, typer.Option("--thinking/--no-thinking", help="Qwen3's enable_thinking.")] = True,
+    chat_template: Annotated[
+        Path | None, typer.Option("--chat-template", help="A Jinja chat template replacing the tokenizer's.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="transformers: auto, cpu, cuda, cuda:1...")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed of local backends.")] = 0,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="openai: the server's /v1 URL.")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="openai: the key (default $OPENAI_API_KEY).")] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option("--tokenizer", help="openai: the model's tokenizer (default: --model).")
+    ] = None,
+    backend_options: Annotated[
+        list[str] | None,
+        typer.Option("--backend-option", help="KEY=VALUE passed to the backend (VALUE read as JSON if it parses)."),
+    ] = None,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Append the session's episode record (token ids included) here.")
+    ] = None,
+) -> None:
+    """Ask questions about DB one after another; each is answered by the agent's loop, shown step by step:
+    its thinking, the SQL it executes with the result as a table, its verdicts, and the final SQL.
+
+    Later questions may refer to earlier ones: the dialogue memory holds the agent's own final SQL (predicted
+    history). An empty line, "exit" or Ctrl-D ends the session. Exit code 2 for a missing database or a model
+    that cannot be loaded.
+    """
+    from rich.console import Console
+
+    from mtsql.backends import BackendError, load_backend
+    from mtsql.data.dialogue import Dialogue, Turn
+    from mtsql.rollout import ChatTemplateError, RolloutConfig, RolloutEngine
+
+    console = Console(highlight=False)
+    if not db.is_file():
+        typer.echo(f"mtsql chat: no database file at {db}", err=True)
+        raise typer.Exit(2)
+    _quiet_hub()
+    options = _backend_options(backend, device, seed, base_url, api_key, tokenizer, backend_options or [])
+    config = RolloutConfig(
+        max_steps=max_steps, max_tokens=max_tokens, temperature=temperature, top_p=top_p, enable_thinking=thinking
+    )
+    with tempfile.TemporaryDirectory(prefix="mtsql-chat-") as folder:
+        # The environment reads <db_dir>/<db_id>/<db_id>.sqlite: a link gives any file that layout.
+        db_id = re.sub(r"\W", "_", db.stem) or "db"
+        (Path(folder) / db_id).mkdir()
+        linked = Path(folder) / db_id / f"{db_id}.sqlite"
+        linked.symlink_to(db.resolve())
+        try:
+            engine = RolloutEngine(
+                load_backend(backend.value, model, **options),
+                folder,
+                config,
+                chat_template=chat_template.read_text(encoding="utf-8") if chat_template else None,
+            )
+        except (ImportError, OSError, ValueError, ChatTemplateError, BackendError) as err:
+            typer.echo(f"mtsql chat: cannot load {model!r} with the {backend.value} backend: {err}", err=True)
+            raise typer.Exit(2) from None
+        console.print(
+            f"[bold]mtsql chat[/bold] on {db} with {model} ({backend.value}), predicted history, "
+            f"{max_steps} steps a question. Empty line or Ctrl-D to quit."
+        )
+        questions = iter(question) if question else None
+        episode: Episode | None = None
+        with asyncio.Runner() as runner:
+            while (text := _next_question(console, questions)) is not None:
+                try:
+                    if episode is None:
+                        dialogue = Dialogue("chat/0", "sparc", "chat", 0, db_id, (Turn(0, text, ""),))
+                        episode = engine.start(dialogue)
+                    else:
+                        episode.add_question(text)
+                    runner.run(episode.play(lambda step: _show_step(console, linked, step), one_question=True))
+                except (BackendError, RuntimeError) as err:
+                    console.print(f"[red]{err}[/red]")
+                    break
+                _show_final(console, linked, episode)
+            runner.run(engine.backend.aclose())
+        if save is not None and episode is not None:
+            with save.open("a", encoding="utf-8") as file:
+                file.write(json.dumps(episode.record(), ensure_ascii=False) + "\n")
+            console.print(f"session saved to {save}")
+
+
+def _next_question(console: Console, questions: Any) -> str | None:
+    """The next question: from --question when given, else typed; None ends the session."""
+    if questions is not None:
+        text = next(questions, None)
+        if text is not None:
+            console.print(f"[bold cyan]question>[/bold cyan] {text}")
+        return text
+    try:
+        text = console.input("[bold cyan]question>[/bold cyan] ").strip()
+    except (EOFError, KeyboardInterrupt):
+        console.print()
+        return None
+    return None if text.lower() in ("", "exit", "quit") else text
+
+
+def _show_step(console: Console, db: Path, step: dict[str, Any]) -> None:
+    """One assistant message: its thinking, its action and what came back."""
+    console.rule(f"question {step['turn'] + 1}, step {step['step']}", style="dim")
+    for thought in _THINK.findall(step["text"]):
+        if thought.strip():
+            console.print(f"[dim italic]{_escape(thought.strip())}[/dim italic]")
+    verdict = step["verdict"]
+    if verdict is not None:
+        colour = "green" if verdict["value"] == "pass" else "yellow"
+        console.print(f"{verdict['tag']}: [{colour}]{verdict['value']}[/{colour}]")
+    if step["error_kind"] is not None:
+        console.print(f"[red]malformed ({step['error_kind']}):[/red] {_escape(step['error'] or '')}")
+        console.print(f"[dim]{_escape(' '.join(step['text'].split())[-300:])}[/dim]")
+    elif step["action"] == "exec_sql":
+        console.print(f"exec_sql: [bold]{_escape(step['sql'] or '')}[/bold]")
+        _show_result(console, db, step["sql"] or "")
+    elif step["action"] == "memory_retrieve":
+        console.print("memory_retrieve: checking coherence with the earlier questions")
+
+
+def _show_final(console: Console, db: Path, episode: Episode) -> None:
+    record = episode.env.record
+    assert record is not None
+    turn = record.turns[-1]
+    how = "answered" if turn.answered else "budget used up; last executed SQL taken"
+    console.print(f"[bold green]final SQL[/bold green] ({how}): [bold]{_escape(turn.final_sql or '(none)')}[/bold]")
+    if turn.final_sql:
+        _show_result(console, db, turn.final_sql)
+
+
+def _show_result(console: Console, db: Path, sql: str) -> None:
+    """The SQL's result as a table (the first rows), or its error."""
+    from rich.table import Table
+
+    from mtsql.sql.executor import execute
+
+    result = execute(db, sql, max_rows=_SHOWN_ROWS)
+    if not result.ok:
+        console.print(f"[red]error:[/red] {_escape(result.error or '')}")
+        return
+    table = Table(*[_escape(c) for c in result.columns], show_lines=False)
+    for row in result.rows:
+        table.add_row(*[_escape(repr(v) if isinstance(v, bytes) else str(v)) for v in row])
+    console.print(table)
+    if result.truncated:
+        console.print(f"[dim](first {_SHOWN_ROWS} rows)[/dim]")
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

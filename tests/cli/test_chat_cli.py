@@ -1,0 +1,108 @@
+"""``mtsql chat``: the whole session through the console command, and how each kind of step is shown."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtsql.data import read_dataset_file
+from mtsql.env import DialogueEnv, GoldPolicy
+from mtsql.examples import load_example
+from mtsql.rollout.engine import _step_record
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def db(cache: Path) -> Path:
+    return load_example("festival").db_dir / "festival" / "festival.sqlite"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mtsql.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def chat(*args: str, stdin: str = "", cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"}
+    command = [sys.executable, "-m", "mtsql", "chat", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+@pytest.mark.slow
+def test_a_session_with_the_tiny_model(db: Path, checkpoint: Path, cache: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "session.jsonl"
+    before = db.read_bytes()
+    args = ["--db", str(db), "--model", str(checkpoint), "--max-tokens", "16", "--max-steps", "2"]
+    result = chat(*args, "-q", "Which artists are from Ireland?", "-q", "Which of them formed after 2005?",
+                  "--save", str(saved), cache=cache)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for text in ("question 1, step 1", "question 2, step 2", "final SQL", f"session saved to {saved}"):
+        assert text in result.stdout
+    record = json.loads(saved.read_text())
+    assert [turn["question"] for turn in record["turns"]] == [
+        "Which artists are from Ireland?",
+        "Which of them formed after 2005?",
+    ]
+    assert len(record["completion_ids"]) == len(record["completion_mask"]) == len(record["logprobs"])
+    assert db.read_bytes() == before
+    # Typed questions: the session ends at an empty line.
+    typed = chat(*args, stdin="How many stages are there?\n\nnever asked\n", cache=cache)
+    assert typed.returncode == 0, typed.stderr
+    assert "question 1, step 1" in typed.stdout and "question 2" not in typed.stdout
+
+
+def test_missing_database_and_model(tmp_path: Path, cache: Path, db: Path) -> None:
+    missing = chat("--db", str(tmp_path / "none.sqlite"), "--model", "x", cache=cache)
+    assert missing.returncode == 2 and "no database file" in missing.stderr
+    no_model = chat("--db", str(db), "--model", str(tmp_path / "no-model"), "-q", "hi", cache=cache)
+    assert no_model.returncode == 2 and "cannot load" in no_model.stderr
+
+
+def test_each_kind_of_step_is_shown(db: Path) -> None:
+    """A gold replay's steps: SQL with its result table, verdicts, the memory check; then a malformed one."""
+    from rich.console import Console
+
+    from mtsql.cli.chat import _show_step
+
+    example = load_example("festival")
+    dialogue = read_dataset_file(example.dialogues, "sparc", "example").dialogues[0]
+    env, policy = DialogueEnv(example.db_dir), GoldPolicy(dialogue)
+    observation, info = env.reset(dialogue)
+    steps: list[dict[str, Any]] = []
+    while not steps or not steps[-1]["turn_done"] or steps[-1]["turn"] < 1:
+        text = policy(observation, info)
+        observation, _, _, _, info = env.step(text)
+        steps.append(_step_record(info, text, "stop", 1))
+    out = io.StringIO()
+    console = Console(file=out, width=200, highlight=False)
+    for step in steps:
+        _show_step(console, db, step)
+    shown = out.getvalue()
+    assert "exec_sql: SELECT name FROM artist WHERE country = 'Ireland'" in shown
+    assert "The Lanterns" in shown and "Saltwater Choir" in shown  # the result table
+    assert "exec_verify: pass" in shown and "memory_verify: pass" in shown
+    assert "memory_retrieve: checking coherence" in shown
+    malformed = {**steps[0], "error_kind": "no_action", "error": "no tool call", "text": "<think>hmm</think> x",
+                 "verdict": None, "action": None}  # fmt: skip
+    out.truncate(0)
+    _show_step(console, db, malformed)
+    assert "hmm" in out.getvalue() and "malformed (no_action): no tool call" in out.getvalue()
