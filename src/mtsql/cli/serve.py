@@ -1,0 +1,89 @@
+"""``mtsql serve``: an OpenAI-compatible server for a local model (see :mod:`mtsql.serve`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Annotated, Any
+
+import typer
+
+LOCAL_BACKENDS = ("transformers", "vllm")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="serve")(serve_command)
+
+
+def serve_command(
+    model: Annotated[str, typer.Option("--model", help="A local checkpoint folder or a hub id.")],
+    backend: Annotated[str, typer.Option("--backend", help="The engine: transformers or vllm.")] = "transformers",
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port (0: any free one).")] = 8000,
+    served_model_name: Annotated[
+        str | None, typer.Option("--served-model-name", help="The model's name in the API (default: --model).")
+    ] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option("--max-batch-size", min=1, help="Most requests generated together.")
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="A backend option KEY=VALUE (VALUE read as JSON when it parses, else as text), e.g. -o device=cuda "
+            "-o dtype=bfloat16; repeatable.",
+        ),
+    ] = None,
+    log_requests: Annotated[bool, typer.Option("--log-requests", help="Log every request on stderr.")] = False,
+) -> None:
+    """Serve MODEL over HTTP with the OpenAI API: /v1/completions (token-id prompts, vLLM's return_token_ids),
+    /v1/chat/completions, /v1/models and /health.
+
+    Prints one line with the base URL when ready; SIGINT or SIGTERM stops it after the requests in flight. Exit
+    code 2 for bad arguments or a missing extra, 1 when the model cannot be loaded or the port is taken.
+    """
+    if backend not in LOCAL_BACKENDS:
+        raise typer.BadParameter(f"must be one of {', '.join(LOCAL_BACKENDS)}", param_hint="--backend")
+    options = _options(option or [])
+    logging.basicConfig(level=logging.INFO if log_requests else logging.WARNING, format="%(levelname)s %(message)s")
+
+    from mtsql.backends import BatchedBackend, load_backend
+    from mtsql.serve import OpenAIServer
+
+    with contextlib.suppress(ImportError):  # no progress bars in a server's log
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+    try:
+        engine = load_backend(backend, model, **options)
+    except (ImportError, TypeError) as err:  # a missing extra, an option the backend does not take
+        typer.echo(f"mtsql serve: {err}", err=True)
+        raise typer.Exit(code=2) from None
+    except (OSError, ValueError) as err:
+        typer.echo(f"mtsql serve: cannot load {model}: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    if max_batch_size is not None and isinstance(engine, BatchedBackend):
+        engine.max_batch_size = max_batch_size
+    try:
+        server = OpenAIServer(engine, served_model_name=served_model_name, host=host, port=port)
+    except OSError as err:
+        typer.echo(f"mtsql serve: cannot listen on {host}:{port}: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"mtsql serve: {server.model_name} ({backend}) at {server.url}", color=False)
+    server.run()
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            options[key] = json.loads(text)
+        except ValueError:
+            options[key] = text
+    return options
