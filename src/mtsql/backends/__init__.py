@@ -19,6 +19,7 @@ from mtsql.backends.base import (
     FinishReason,
     Generation,
     SamplingParams,
+    TokenizerOnly,
 )
 
 BACKENDS: Final = ("transformers", "vllm", "openai")
@@ -52,5 +53,6 @@ __all__ = [
     "FinishReason",
     "Generation",
     "SamplingParams",
+    "TokenizerOnly",
     "load_backend",
 ]

@@ -196,3 +196,28 @@ class BatchedBackend(Backend):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+
+
+class TokenizerOnly(Backend):
+    """A tokenizer without a model, for episodes whose messages a scripted policy writes (gold trajectories):
+    building such data needs no weights. :meth:`generate` raises :class:`BackendError`."""
+
+    name = "scripted"
+
+    def __init__(self, tokenizer: str | PreTrainedTokenizerBase, *, max_model_len: int | None = None) -> None:
+        if isinstance(tokenizer, str):
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        self.tokenizer = tokenizer
+        self.model = str(getattr(tokenizer, "name_or_path", "") or "tokenizer")
+        self.stats = BackendStats()
+        self._max_model_len = max_model_len
+
+    @property
+    def max_model_len(self) -> int | None:
+        return self._max_model_len
+
+    async def generate(self, prompt_ids: Sequence[int], params: SamplingParams) -> Generation:
+        raise BackendError("this backend has a tokenizer and no model: episodes on it need a scripted policy")
+

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mtsql.backends.base import Generation
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -105,6 +107,14 @@ class ChatFormat:
     def observation_ids(self, messages: Sequence[Message], *, closed: bool) -> list[int]:
         """Token ids of :meth:`observation_text`."""
         return self.encode(self.observation_text(messages, closed=closed))
+
+    def forced(self, text: str) -> Generation:
+        """``text`` as a model segment written for the model (teacher forcing): its ids, closed by the template's
+        closing token, with logprobs 0.0."""
+        ids = self.encode(text)
+        if self.end_id is not None:
+            ids.append(self.end_id)
+        return Generation(ids, [0.0] * len(ids), "stop")
 
     def is_closed(self, token_ids: Sequence[int]) -> bool:
         """Whether a model segment ended with the template's closing token."""

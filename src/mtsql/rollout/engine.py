@@ -28,7 +28,7 @@ from typing import Any
 from mtsql.backends.base import Backend, BackendError, SamplingParams
 from mtsql.data.dialogue import Dialogue
 from mtsql.data.schema import resolve_database_path
-from mtsql.env.environment import DialogueEnv
+from mtsql.env.environment import DialogueEnv, Policy
 from mtsql.env.memory import HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES
 from mtsql.rewards.config import RewardConfig
@@ -261,8 +261,8 @@ class Episode:
         self.engine = engine
         self.sample = sample
         self.env = engine.make_env()
-        observation, self.info = self.env.reset(dialogue)
-        self.prompt_ids = engine.chat.prompt_ids(observation, engine.tools)
+        self.observation, self.info = self.env.reset(dialogue)
+        self.prompt_ids = engine.chat.prompt_ids(self.observation, engine.tools)
         self.completion_ids: list[int] = []
         self.completion_mask: list[int] = []
         self.logprobs: list[float] = []
@@ -274,8 +274,15 @@ class Episode:
         self._closed = True
         self._start = time.perf_counter()
 
-    async def play(self, on_step: StepCallback | None = None, *, one_question: bool = False) -> None:
-        """Generate and step until the episode ends (or the current question does, with ``one_question``)."""
+    async def play(
+        self, on_step: StepCallback | None = None, *, one_question: bool = False, policy: Policy | None = None
+    ) -> None:
+        """Generate and step until the episode ends (or the current question does, with ``one_question``).
+
+        With ``policy`` (``policy(observation, info) -> text``, e.g. :class:`~mtsql.env.GoldPolicy`) the model's
+        messages are written by it instead of the backend (teacher forcing, for gold trajectories): each is
+        tokenized and closed with the template's closing token, with logprobs 0.0.
+        """
         engine = self.engine
         while not self.done:
             used = len(self.prompt_ids) + len(self.completion_ids)
@@ -288,13 +295,17 @@ class Episode:
                 params = SamplingParams(**{**params.to_dict(), "max_tokens": room})
             info = self.info
             turn = info["turn"] + 1 if info.get("turn_done") else info["turn"]
-            generation = await engine.backend.generate(self.prompt_ids + self.completion_ids, params)
+            if policy is None:
+                generation = await engine.backend.generate(self.prompt_ids + self.completion_ids, params)
+            else:
+                generation = engine.chat.forced(policy(self.observation, info))
             ids = generation.token_ids
             self.retokenized |= generation.retokenized
             self._append(turn, "model", ids, generation.logprobs)
             self._closed = engine.chat.is_closed(ids)
             text = engine.chat.model_text(ids)
             observation, _, terminated, _, self.info = self.env.step(text)
+            self.observation = observation
             step = _step_record(self.info, text, generation.finish_reason, len(ids))
             self.steps.append(step)
             if terminated:
@@ -315,7 +326,7 @@ class Episode:
         """Continue the finished episode with ``question`` (its gold SQL unknown); raises when the context is full."""
         if not self.done or self.finish != "done":
             raise RuntimeError("add_question() continues an episode that ended normally")
-        observation = self.env.add_question(question)
+        self.observation = observation = self.env.add_question(question)
         env_ids = self.engine.chat.observation_ids(observation, closed=self._closed)
         limit = self.engine.max_total_tokens
         if limit is not None and len(self.prompt_ids) + len(self.completion_ids) + len(env_ids) >= limit:
