@@ -55,6 +55,13 @@ def evaluate(
         str | None,
         typer.Option("--example", help="Evaluate a bundled example (e.g. 'festival') instead of --gold/--pred/--db."),
     ] = None,
+    trajectories: Annotated[
+        Path | None,
+        typer.Option("--trajectories", help="Score the final SQL of mtsql rollout episodes (JSONL) instead of --pred."),
+    ] = None,
+    sample: Annotated[
+        int, typer.Option("--sample", min=0, help="With --trajectories: which sample of each dialogue.")
+    ] = 0,
 ) -> None:
     """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
     from mtsql.eval.evaluator import EvalOptions, evaluate_turns
@@ -68,12 +75,15 @@ def evaluate(
             bundled = load_example(example)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--example") from err
-        gold, pred, db = gold or bundled.gold, pred or bundled.predictions, db or bundled.db_dir
-        table = table or bundled.tables
-    for value, name in ((gold, "--gold"), (pred, "--pred"), (db, "--db")):
+        gold, db, table = gold or bundled.gold, db or bundled.db_dir, table or bundled.tables
+        if trajectories is None:
+            pred = pred or bundled.predictions
+    if pred is not None and trajectories is not None:
+        raise typer.BadParameter("give --pred or --trajectories, not both", param_hint="--trajectories")
+    for value, name in ((gold, "--gold"), (pred or trajectories, "--pred"), (db, "--db")):
         if value is None:
             raise typer.BadParameter("required (or give --example)", param_hint=name)
-    assert gold is not None and pred is not None and db is not None
+    assert gold is not None and db is not None
     if output_format not in ("auto", "rich", "plain"):
         raise typer.BadParameter("must be one of: auto, rich, plain", param_hint="--format")
     if etype not in ("all", "exec", "match"):
@@ -85,8 +95,12 @@ def evaluate(
     start = time.perf_counter()
     try:
         gold_sessions = read_gold_file(gold)
-        pred_sessions = read_prediction_file(pred)
-    except (DatasetFormatError, FileNotFoundError) as err:
+        if trajectories is not None:
+            pred_sessions = _trajectory_predictions(trajectories, gold_sessions, sample)
+        else:
+            assert pred is not None
+            pred_sessions = read_prediction_file(pred)
+    except (DatasetFormatError, FileNotFoundError, KeyError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     options = EvalOptions(
@@ -109,7 +123,8 @@ def evaluate(
         data = summary.to_json()
         data["files"] = {
             "gold": str(gold),
-            "pred": str(pred),
+            "pred": str(pred) if pred is not None else None,
+            "trajectories": str(trajectories) if trajectories is not None else None,
             "db": str(db),
             "table": str(table) if table else None,
         }
@@ -121,6 +136,23 @@ def evaluate(
     else:
         print_rich(summary)
     sys.stdout.flush()
+
+
+def _trajectory_predictions(path: Path, gold: list, sample: int) -> list[list[str]]:
+    """The final SQL of the episodes of ``path`` in the gold file's session order; what is missing is reported."""
+    from mtsql.rollout import read_episodes
+    from mtsql.rollout.export import predictions_from_episodes
+
+    found = predictions_from_episodes(read_episodes(path), gold, sample=sample)
+    modes = ", ".join(found.history_modes) or "none"
+    typer.echo(f"trajectories: {path} (sample {sample}, history: {modes})", err=True)
+    if found.missing_sessions or found.unreached_turns:
+        typer.echo(
+            f"note: {found.missing_sessions} gold session(s) have no episode and {found.unreached_turns} turn(s) "
+            "were never reached (context full): scored as empty predictions",
+            err=True,
+        )
+    return found.sessions
 
 
 def register(app: typer.Typer) -> None:

@@ -85,22 +85,32 @@ def _relative(value: str, base: Path) -> str:
     return str(candidate) if not os.path.isabs(str(value)) and candidate.exists() else str(value)
 
 
-def load_rows(paths: list[str]) -> Any:
-    """The SFT rows of ``paths`` as a ``datasets.Dataset`` (only ``input_ids`` and ``assistant_masks``)."""
-    from datasets import Dataset, concatenate_datasets, load_dataset
+#: The columns of the two kinds of rows: pre-tokenized trajectories, and the one-shot baseline's messages.
+ROW_KINDS: dict[str, tuple[str, ...]] = {
+    "trajectory": ("input_ids", "assistant_masks"),
+    "one-shot": ("prompt", "completion"),
+}
 
-    parts = []
+
+def load_rows(paths: list[str]) -> Any:
+    """The SFT rows of ``paths`` as a ``datasets.Dataset``: trajectories (``input_ids``, ``assistant_masks``)
+    or one-shot rows (``prompt``, ``completion`` messages, which TRL renders and trains on the completion of);
+    all files of one kind."""
+    from datasets import concatenate_datasets, load_dataset
+
+    parts, kinds = [], set()
     for path in paths:
         part = load_dataset("json", data_files=str(path), split="train")
-        missing = {"input_ids", "assistant_masks"} - set(part.column_names)
-        if missing:
-            raise ValueError(f"{path}: not SFT rows (no {', '.join(sorted(missing))}): build them with sft build-data")
-        parts.append(part.select_columns(["input_ids", "assistant_masks"]))
+        kind = next((k for k, columns in ROW_KINDS.items() if set(columns) <= set(part.column_names)), None)
+        if kind is None:
+            raise ValueError(f"{path}: not SFT rows (columns {part.column_names}): build them with sft build-data")
+        kinds.add(kind)
+        parts.append(part.select_columns(list(ROW_KINDS[kind])))
     if not parts:
         raise ValueError("no data files")
-    dataset = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-    assert isinstance(dataset, Dataset)
-    return dataset
+    if len(kinds) > 1:
+        raise ValueError("the data files mix trajectories and one-shot rows: train them separately")
+    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
 def build_trainer(config: SFTRunConfig, train_dataset: Any | None = None) -> Any:

@@ -1,0 +1,134 @@
+"""``mtsql sft``: stage 1, self-taught warm-start SFT (data, training, the self-taught loop)."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtsql.cli.rollout import DatasetChoice, HistoryChoice, _dialogues, _quiet_hub
+
+sft_app = typer.Typer(
+    name="sft", help="Stage 1: gold and self-taught trajectories, SFT with TRL.", no_args_is_help=True
+)
+
+
+class KindChoice(StrEnum):
+    gold = "gold"
+    one_shot = "one-shot"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sft_app, name="sft")
+
+
+@sft_app.command("build-data")
+def build_data_command(
+    tokenizer: Annotated[
+        str, typer.Option("--tokenizer", "--model", "-m", help="The model's checkpoint or tokenizer (path or hub id).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file of SFT rows to write.")],
+    kind: Annotated[
+        KindChoice, typer.Option("--kind", help="gold: protocol trajectories; one-shot: question → SQL baseline.")
+    ] = KindChoice.gold,
+    dataset: Annotated[DatasetChoice | None, typer.Option("--dataset", "-d", help="Benchmark to build from.")] = None,
+    split: Annotated[str, typer.Option("--split", "-s", help="Split of the dataset.")] = "train",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", envvar="MTSQL_DATA_DIR", help="Folder with sparc/, cosql/, spider/, database/."),
+    ] = None,
+    example: Annotated[
+        str | None, typer.Option("--example", help="Build from a bundled example (e.g. 'festival').")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N dialogues.")] = None,
+    history: Annotated[
+        HistoryChoice, typer.Option("--history", help="Memory of earlier turns in the trajectories.")
+    ] = HistoryChoice.predicted,
+    max_total_tokens: Annotated[
+        int | None, typer.Option("--max-total-tokens", min=1, help="Drop dialogues longer than this many tokens.")
+    ] = None,
+    thinking: Annotated[bool, typer.Option("--thinking/--no-thinking", help="Qwen3's enable_thinking.")] = True,
+    records: Annotated[
+        Path | None, typer.Option("--records", help="Also write the gold episode records (JSONL) here.")
+    ] = None,
+) -> None:
+    """Write SFT rows: gold protocol trajectories (token ids and the loss mask of the model's own tokens, the
+    layout of rollouts) or the one-shot baseline's prompt/completion messages.
+
+    Dialogues whose database is missing or whose gold SQL fails to execute are skipped and counted; so are,
+    with --max-total-tokens, dialogues that do not fit.
+    """
+    from mtsql.backends import TokenizerOnly
+    from mtsql.rewards import RewardConfig
+    from mtsql.rollout import RolloutConfig, RolloutEngine
+    from mtsql.train.data import one_shot_examples, sft_example
+    from mtsql.train.gold import GoldStats, gold_records
+
+    _quiet_hub()
+    dialogues, db_dir, tables = _dialogues(dataset, split, data_dir, example)
+    if limit is not None:
+        dialogues = dialogues[:limit]
+    if kind is KindChoice.one_shot:
+        rows = one_shot_examples(dialogues, str(db_dir))
+        _write_jsonl(out, rows)
+        typer.echo(f"{len(rows):,} one-shot rows (question → SQL) written to {out}")
+        return
+    config = RolloutConfig(history_mode=history.value, enable_thinking=thinking, max_total_tokens=max_total_tokens)
+    try:
+        engine = RolloutEngine(TokenizerOnly(tokenizer), db_dir, config, tables=tables, rewards=RewardConfig())
+    except (OSError, ValueError) as err:
+        typer.echo(f"mtsql sft build-data: cannot load the tokenizer of {tokenizer!r}: {err}", err=True)
+        raise typer.Exit(2) from None
+    stats = GoldStats()
+    kept, too_long, tokens = [], 0, 0
+    gold = list(gold_records(engine, dialogues, stats))
+    for record in gold:
+        if record["finish"] != "done":
+            too_long += 1
+            continue
+        row = sft_example(record)
+        tokens += len(row["input_ids"])
+        kept.append(row)
+    _write_jsonl(out, kept)
+    if records is not None:
+        _write_jsonl(records, gold)
+    typer.echo(
+        f"{len(kept):,} gold trajectories written to {out} ({tokens:,} tokens, "
+        f"{sum(sum(row['assistant_masks']) for row in kept):,} trained on); skipped: "
+        f"{stats.missing_database} database missing, {stats.failing_gold} gold SQL failing, {too_long} too long"
+    )
+
+
+@sft_app.command("train")
+def train_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The run's YAML file (see configs/sft-*.yaml).")],
+) -> None:
+    """Fine-tune with TRL's SFTTrainer on SFT rows, the loss on the model's own tokens; resumes from the output
+    folder's last checkpoint. The final model (LoRA merged) and tokenizer are saved in the output folder."""
+    from mtsql.train.sft import SFTRunConfig, train_sft
+
+    _quiet_hub()
+    try:
+        run = SFTRunConfig.from_yaml(config)
+    except (OSError, ValueError, TypeError) as err:
+        typer.echo(f"mtsql sft train: {err}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        output = train_sft(run)
+    except ValueError as err:
+        typer.echo(f"mtsql sft train: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"model saved to {output}")
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write all rows to a temporary file, then move it into place: a crash never leaves half a data file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as file:
+        for row in rows:
+            file.write(json.dumps(row, ensure_ascii=False) + "\n")
+    partial.replace(path)
