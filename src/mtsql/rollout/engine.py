@@ -262,6 +262,8 @@ class Episode:
         self.sample = sample
         self.env = engine.make_env()
         self.observation, self.info = self.env.reset(dialogue)
+        #: The system and first-question messages the prompt was rendered from (exports rebuild the chat from them).
+        self.prompt_messages = [dict(message) for message in self.observation]
         self.prompt_ids = engine.chat.prompt_ids(self.observation, engine.tools)
         self.completion_ids: list[int] = []
         self.completion_mask: list[int] = []
@@ -355,6 +357,8 @@ class Episode:
             **self.engine.settings,
             "finish": self.finish,
             "retokenized": self.retokenized,
+            "prompt_messages": self.prompt_messages,
+            "tools": self.engine.tools,
             "prompt_ids": self.prompt_ids,
             "completion_ids": self.completion_ids,
             "completion_mask": self.completion_mask,
