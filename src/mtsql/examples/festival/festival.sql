@@ -20,6 +20,13 @@ CREATE TABLE performance (
     start_hour INTEGER,
     attendance INTEGER
 );
+CREATE TABLE album (
+    album_id INTEGER PRIMARY KEY,
+    artist_id INTEGER REFERENCES artist(artist_id),
+    title TEXT NOT NULL,
+    release_year INTEGER,
+    sales INTEGER
+);
 INSERT INTO artist VALUES
     (1, 'The Lanterns', 'Ireland', 'Folk', 2009),
     (2, 'Neon Harbor', 'Canada', 'Electronic', 2015),
@@ -51,3 +58,20 @@ INSERT INTO performance VALUES
     (12, 6, 4, 'Sunday', 21, 500),
     (13, 2, 2, 'Sunday', 23, 2900),
     (14, 4, 3, 'Saturday', 14, 3600);
+INSERT INTO album VALUES
+    (1, 1, 'Harbour Lights', 2011, 42000),
+    (2, 1, 'Winter Roads', 2015, 58000),
+    (3, 1, 'Salt and Stone', 2021, 31000),
+    (4, 2, 'Night Signal', 2017, 120000),
+    (5, 2, 'Afterglow', 2022, 95000),
+    (6, 3, 'Luz', 2019, 210000),
+    (7, 4, 'Rust Belt', 2003, 76000),
+    (8, 4, 'Iron Feathers', 2008, 88000),
+    (9, 4, 'Burning Wire', 2014, 54000),
+    (10, 4, 'Ash and Ember', 2019, 41000),
+    (11, 5, 'Paper Skies', 2014, 67000),
+    (12, 6, 'Blue Hours', 2000, 23000),
+    (13, 6, 'Late Set', 2012, 19000),
+    (14, 8, 'Static Bloom', 2013, 81000),
+    (15, 10, 'Timberline', 2009, 47000),
+    (16, 10, 'Quiet Country', 2018, 39000);
