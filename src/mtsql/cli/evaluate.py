@@ -32,6 +32,15 @@ def evaluate(
     keep_distinct: Annotated[
         bool, typer.Option("--keep-distinct", "--keep_distinct", help="Keep DISTINCT for execution match.")
     ] = False,
+    plug_value: Annotated[
+        bool,
+        typer.Option(
+            "--plug-value",
+            "--plug_value",
+            help="Execution match also accepts a prediction that matches with the gold's values plugged into its "
+            "value slots (for models that do not predict values).",
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Time limit per query execution, in seconds.")] = 60.0,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (0: one per core).")] = 0,
     strict: Annotated[
@@ -65,6 +74,7 @@ def evaluate(
 ) -> None:
     """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
     from mtsql.eval.evaluator import EvalOptions, evaluate_turns
+    from mtsql.eval.exec_match import PLUG_VALUE_LIMIT
     from mtsql.eval.report import print_notes, print_plain, print_rich
     from mtsql.eval.summary import summarize
 
@@ -105,7 +115,7 @@ def evaluate(
         raise typer.Exit(2) from err
     options = EvalOptions(
         db_dir=db, tables=table, etype=etype, keep_distinct=keep_distinct, timeout=timeout, strict=strict,
-        workers=workers,
+        plug_value=plug_value, workers=workers,
     )  # fmt: skip
     try:
         results = evaluate_turns(gold_sessions, pred_sessions, options)
@@ -128,6 +138,7 @@ def evaluate(
             "db": str(db),
             "table": str(table) if table else None,
         }
+        data["settings"] = {"keep_distinct": keep_distinct, "plug_value": plug_value, "timeout": timeout}
         data["seconds"] = round(elapsed, 3)
         json_out.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if output_format == "plain" or (output_format == "auto" and not sys.stdout.isatty()):
@@ -136,6 +147,13 @@ def evaluate(
     else:
         print_rich(summary)
     sys.stdout.flush()
+    limited = summary.exec_status.get("plug_value_limit", 0)
+    if limited:
+        typer.echo(
+            f"! {limited} turn(s) reached the --plug_value limit of {PLUG_VALUE_LIMIT} plugged predictions without "
+            "a match and count as wrong (the official script tries them all; see their 'error' in --per-turn)",
+            err=True,
+        )
 
 
 def _trajectory_predictions(path: Path, gold: list, sample: int) -> list[list[str]]:

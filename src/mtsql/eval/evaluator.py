@@ -29,6 +29,8 @@ class EvalOptions:
     keep_distinct: bool = False
     timeout: float = 60.0
     strict: bool = False
+    plug_value: bool = False
+    """The official ``--plug_value``: a prediction also matches if it does with the gold's values plugged in."""
     workers: int = 0
     """Worker processes; 0 uses every core."""
 
@@ -95,6 +97,7 @@ def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnR
         keep_distinct=options.keep_distinct,
         strict=options.strict,
         timeout=options.timeout,
+        plug_value=options.plug_value,
     )
     return TurnResult(**place, **{name: getattr(score, name) for name in TurnScore.__slots__})
 

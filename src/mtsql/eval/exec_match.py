@@ -1,6 +1,6 @@
 """Execution match, with the verdicts of the official test-suite evaluator (``exec_eval.py``).
 
-The default mode reproduces the official ``eval_exec_match`` (without value plugging) verdict for verdict:
+The default mode reproduces the official ``eval_exec_match`` verdict for verdict, with or without value plugging:
 
 1. ``postprocess``: ``> =``, ``< =`` and ``! =`` become ``>=``, ``<=`` and ``!=`` in both queries.
 2. Unless ``keep_distinct``: :func:`remove_distinct` on both, i.e. sqlparse's tokens of the *first* statement
@@ -11,7 +11,13 @@ The default mode reproduces the official ``eval_exec_match`` (without value plug
    gold; otherwise as bags of rows.
 4. Every entry of the database's folder whose name *contains* ``.sqlite`` is a database; the gold and then the
    prediction run on each (``YEAR(CURDATE())`` replaced by ``2020`` first), and all must agree.
-5. Results are equal when both are empty, or they have the same numbers of rows and columns, pass the
+5. With ``plug_value`` (the official ``--plug_value``), when the prediction itself does not match, each way of
+   plugging the gold's values into its value slots (:mod:`mtsql.eval.plug_value`, computed from the queries of
+   step 2) is tried in turn on every database; the first that matches makes the verdict a match. The official
+   code tries all ``len(gold values) ** len(slots)`` of them; here at most ``plug_value_limit`` (default
+   :data:`PLUG_VALUE_LIMIT`), most plausible first, and a turn that reaches the limit without a match gets the
+   status ``plug_value_limit`` (score 0) so that it can be reported.
+6. Results are equal when both are empty, or they have the same numbers of rows and columns, pass the
    official quick rejection (each row's values sorted by ``str(value) + str(type(value))``, compared as
    lists when order matters and as sets otherwise) and some permutation of the prediction's columns makes
    the rows equal (as lists when order matters, as bags otherwise). Python equality applies: ``1 == 1.0 ==
@@ -33,6 +39,7 @@ folder without databases  score 1 (nothing to disagree)                 ``db_mis
 blank prediction          ``IndexError`` in ``remove_distinct``         ``pred_error``, score 0
 runaway prediction        runs forever (its 60 s timeout cannot fire)   ``pred_timeout`` after ``timeout``
 prediction that writes    runs it on the database (DDL is committed)    ``pred_error``, score 0
+plug_value, no statement  ``IndexError`` (only ``;``, tabs, spaces)      the prediction's own verdict
 ========================  ============================================  ==================================
 
 Other deviations: queries run read-only through :mod:`mtsql.sql.executor` (so also no ``PRAGMA`` besides its
@@ -61,6 +68,7 @@ several statements or unusual characters (see :func:`remove_distinct`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -74,6 +82,7 @@ from typing import Any
 from mtsql.sql.executor import ExecResult, execute
 
 __all__ = [
+    "PLUG_VALUE_LIMIT",
     "TIMEOUT",
     "ExecVerdict",
     "clear_gold_cache",
@@ -91,12 +100,17 @@ __all__ = [
 # coroutine given to asyncio.wait_for. Here it is a real time limit.
 TIMEOUT = 60.0
 
+#: The most plugged predictions that ``plug_value`` executes for one turn. The official code has no limit and
+#: tries ``len(gold values) ** len(slots)``: billions for a long prediction against a gold with many values.
+PLUG_VALUE_LIMIT = 10_000
+
 MATCH = "match"
 MISMATCH = "mismatch"
 PRED_ERROR = "pred_error"
 PRED_TIMEOUT = "pred_timeout"
 GOLD_ERROR = "gold_error"
 DB_MISSING = "db_missing"
+PLUG_VALUE_LIMITED = "plug_value_limit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +118,9 @@ class ExecVerdict:
     """The verdict of :func:`exec_match`.
 
     ``score`` is 1 for ``status == "match"`` and 0 otherwise. ``status`` is one of ``match``, ``mismatch``,
-    ``pred_error``, ``pred_timeout``, ``gold_error``, ``db_missing``; ``message`` explains every status but
-    ``match`` (the error message for errors); ``db`` is the database on which the verdict was decided.
+    ``pred_error``, ``pred_timeout``, ``gold_error``, ``db_missing``, ``plug_value_limit``; ``message`` explains
+    every status but ``match`` (the error message for errors; for a match found with ``plug_value``, the plugged
+    prediction that matched); ``db`` is the database on which the verdict was decided.
     """
 
     score: int
@@ -410,6 +425,8 @@ def exec_match(
     strict: bool = False,
     timeout: float = TIMEOUT,
     immutable: bool = False,
+    plug_value: bool = False,
+    plug_value_limit: int = PLUG_VALUE_LIMIT,
 ) -> ExecVerdict:
     """Execution match of ``pred`` against ``gold`` on every database of ``db_folder``.
 
@@ -418,7 +435,8 @@ def exec_match(
     only the name of ``db_file`` is used, inside ``db_folder``). ``keep_distinct`` is the official
     ``--keep_distinct``; ``strict`` fixes the quirks listed in the module's documentation; ``timeout`` limits
     each execution (seconds); ``immutable`` opens the databases with ``immutable=1`` (faster, only for files
-    nothing writes to). Never raises for a problem of the queries or the databases.
+    nothing writes to). ``plug_value`` is the official ``--plug_value`` (step 5), trying at most
+    ``plug_value_limit`` plugged predictions. Never raises for a problem of the queries or the databases.
     """
     folder = os.fspath(db_folder)
     db_path = os.path.join(folder, os.path.basename(os.fspath(db_file)))
@@ -449,6 +467,18 @@ def exec_match(
         return ExecVerdict(0, DB_MISSING, f"no .sqlite database in {folder}", db_path)
 
     gold_sql, pred_sql = replace_cur_year(gold), replace_cur_year(pred)
+    verdict = _compare_on_databases(dbs, gold_sql, pred_sql, ordered, strict, timeout, immutable)
+    if not plug_value or verdict.status in (MATCH, GOLD_ERROR):
+        return verdict
+    return _plug_values(
+        verdict, dbs, gold, pred, gold_sql, pred_sql, ordered, strict, timeout, immutable, plug_value_limit
+    )
+
+
+def _compare_on_databases(
+    dbs: Sequence[str], gold_sql: str, pred_sql: str, ordered: bool, strict: bool, timeout: float, immutable: bool
+) -> ExecVerdict:
+    """The official per-database loop: the gold (cached) and then the prediction on each database, all must agree."""
     for db in dbs:
         gold_result = _gold_result(db, gold_sql, timeout, immutable)
         if not gold_result.ok and not (gold_result.error_kind == "empty" and not strict):
@@ -476,6 +506,49 @@ def exec_match(
         if not result_eq(gold_rows, pred_result.rows, ordered, strict=strict):
             return ExecVerdict(0, MISMATCH, _mismatch_message(gold_rows, pred_result.rows, ordered), db)
     return ExecVerdict(1, MATCH, None, dbs[0])
+
+
+def _plug_values(
+    unplugged: ExecVerdict,
+    dbs: Sequence[str],
+    gold: str,
+    pred: str,
+    gold_sql: str,
+    pred_sql: str,
+    ordered: bool,
+    strict: bool,
+    timeout: float,
+    immutable: bool,
+    limit: int,
+) -> ExecVerdict:
+    """The official ``plug_value`` step, after the prediction itself did not match: the plugged predictions in turn.
+
+    The first that matches gives a ``match`` naming it; when none does, the unplugged prediction's verdict stands,
+    unless the limit cut the enumeration short (``plug_value_limit``: the official script would have gone on).
+    """
+    from mtsql.eval.plug_value import plugged_predictions
+
+    try:
+        total, candidates = plugged_predictions(gold, pred)
+    except IndexError:  # no statement once `;` and tabs are removed: the official run crashes here
+        return unplugged
+    deterministic = not _NONDETERMINISTIC.search(pred_sql)
+    for rank, candidate in enumerate(itertools.islice(candidates, limit), 1):
+        candidate_sql = replace_cur_year(candidate)
+        if candidate_sql == pred_sql and deterministic:
+            continue
+        verdict = _compare_on_databases(dbs, gold_sql, candidate_sql, ordered, strict, timeout, immutable)
+        if verdict.status == MATCH:
+            return ExecVerdict(1, MATCH, f"the gold's values plugged in ({rank} of {total}): {candidate}", verdict.db)
+        if verdict.status == GOLD_ERROR:
+            return verdict
+    if total > limit:
+        message = (
+            f"none of the first {limit} of {total} plugged predictions matches (the official script tries them all)"
+        )
+        return ExecVerdict(0, PLUG_VALUE_LIMITED, message, unplugged.db)
+    note = f"none of the {total} predictions with the gold's values plugged in matches"
+    return ExecVerdict(0, unplugged.status, f"{unplugged.message}; {note}", unplugged.db)
 
 
 # Functions whose result can differ between two runs of the same query, which the official runs twice.

@@ -61,6 +61,7 @@ def score_turn(
     keep_distinct: bool = False,
     strict: bool = False,
     timeout: float = TIMEOUT,
+    plug_value: bool = False,
 ) -> TurnScore:
     """The official verdicts of ``pred`` against ``gold`` on ``db_file`` (``db_dir/db_id/db_id.sqlite``).
 
@@ -95,10 +96,13 @@ def score_turn(
             timeout=timeout,
             strict=strict,
             immutable=True,  # evaluation data does not change while it is scored; SQLite then skips its locking
+            plug_value=plug_value,
         )
         exec_score, exec_status = verdict.score, verdict.status
         if verdict.status == "gold_error":
             error = f"gold query fails on the database: {verdict.message}"
+        elif verdict.status == "plug_value_limit":
+            error = "; ".join(filter(None, (error, f"plug_value: {verdict.message}")))
     if etype in ("all", "match"):
         gold_norm = normalize_for_match(gold_sql, schema, kmap)
         pred_norm = gold_norm if same else normalize_for_match(pred_sql, schema, kmap)
