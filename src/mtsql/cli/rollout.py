@@ -206,6 +206,7 @@ def _report(summary: RolloutSummary, out: Path, history_mode: str) -> None:
     from rich.table import Table
 
     from mtsql.rollout import read_episodes
+    from mtsql.rollout.metrics import episode_metrics
 
     records = read_episodes(out) if out.exists() else []
     table = Table(title=f"rollout → {out} (history: {history_mode})", show_header=False)
@@ -220,21 +221,14 @@ def _report(summary: RolloutSummary, out: Path, history_mode: str) -> None:
         table.add_row("episodes/s", f"{summary.written / summary.wall_s:.2f}")
         table.add_row("generated tokens/s", f"{summary.model_tokens / summary.wall_s:,.0f}")
     if records:
-        turns = [turn for record in records for turn in record["turns"]]
-        scored = [q for record in records if record.get("rewards") for q in record["rewards"]["questions"]]
-        table.add_row("episodes in file", f"{len(records):,} ({len(turns):,} questions reached)")
-        table.add_row("format-valid messages", f"{_format_valid(records):.1%}")
-        table.add_row("questions answered with <answer_sql>", f"{sum(t['answered'] for t in turns) / len(turns):.1%}")
-        if scored:
-            table.add_row("EX of final SQL", f"{sum(q['exec'] for q in scored) / len(scored):.1%}")
-            table.add_row("EM of final SQL", f"{sum(q['exact'] for q in scored) / len(scored):.1%}")
-            table.add_row("mean reward", f"{sum(q['total'] for q in scored) / len(scored):.3f}")
+        metrics = episode_metrics(records)
+        table.add_row("episodes in file", f"{len(records):,} ({metrics['questions']:,} questions)")
+        table.add_row("format-valid messages", f"{metrics['format_valid']:.1%}")
+        table.add_row("questions answered with <answer_sql>", f"{metrics['answered']:.1%}")
+        if any(record.get("rewards") for record in records):
+            table.add_row("EX of final SQL", f"{metrics['ex']:.1%}")
+            table.add_row("EM of final SQL", f"{metrics['em']:.1%}")
+            table.add_row("mean reward", f"{metrics['reward']:.3f}")
     Console(stderr=False).print(table)
     for error in summary.errors[:5]:
         typer.echo(f"failed: {error}", err=True)
-
-
-def _format_valid(records: list[dict[str, Any]]) -> float:
-    """Share of the model's messages the environment could parse."""
-    steps = [step for record in records for step in record["steps"]]
-    return sum(step["error_kind"] is None for step in steps) / len(steps) if steps else 0.0

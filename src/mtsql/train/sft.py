@@ -56,7 +56,8 @@ class SFTRunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> SFTRunConfig:
-        """Read a run's YAML file; relative paths in it are relative to the file."""
+        """Read a run's YAML file. Paths in it are relative to the file's folder (``model`` only when it exists
+        there, since it may be a hub id), so a run's file means the same from any working directory."""
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
@@ -71,8 +72,8 @@ class SFTRunConfig:
         lora = values.get("lora")
         return cls(
             model=_relative(values["model"], base),
-            data=[_relative(item, base) for item in data],
-            output_dir=_relative(values["output_dir"], base),
+            data=[str(base / str(item)) for item in data],
+            output_dir=str(base / str(values["output_dir"])),
             max_length=values.get("max_length"),
             lora=LoraSettings(**lora) if isinstance(lora, dict) else (LoraSettings() if lora is True else None),
             training=dict(values.get("training") or {}),
@@ -80,7 +81,7 @@ class SFTRunConfig:
 
 
 def _relative(value: str, base: Path) -> str:
-    """A path relative to the config file when it exists there; anything else (a hub id) as written."""
+    """``value`` relative to the config file's folder when it exists there; anything else (a hub id) as written."""
     candidate = base / str(value)
     return str(candidate) if not os.path.isabs(str(value)) and candidate.exists() else str(value)
 
