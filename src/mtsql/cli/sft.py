@@ -21,6 +21,12 @@ class KindChoice(StrEnum):
     one_shot = "one-shot"
 
 
+class ExportChoice(StrEnum):
+    llamafactory = "llamafactory"
+    verl_sft = "verl-sft"
+    verl_rl = "verl-rl"
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(sft_app, name="sft")
 
@@ -122,6 +128,57 @@ def train_command(
         typer.echo(f"mtsql sft train: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"model saved to {output}")
+
+
+@sft_app.command("self-taught")
+def self_taught_command(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The loop's YAML file (see configs/self-taught-*.yaml).")
+    ],
+) -> None:
+    """Rounds of sampling with the current model, keeping correct trajectories (difficulty-aware, diverse by
+    embedding), dropping solved questions, and SFT on what was kept; a table per round. Resumes where a killed
+    run stopped. Exit code 1 when episodes failed (rerun to retry them), 2 for a bad configuration."""
+    import sys
+
+    from mtsql.train.selftaught import SelfTaughtError, run_self_taught
+
+    _quiet_hub()
+    try:
+        result = run_self_taught(config, progress=sys.stderr.isatty())
+    except (OSError, ValueError) as err:
+        typer.echo(f"mtsql sft self-taught: {err}", err=True)
+        raise typer.Exit(2) from None
+    except SelfTaughtError as err:
+        typer.echo(f"mtsql sft self-taught: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"final model: {result.final_model} ({result.solved}/{result.questions} questions solved)")
+
+
+@sft_app.command("export")
+def export_command(
+    records: Annotated[
+        list[Path], typer.Argument(help="Episode records (JSONL from mtsql rollout or build-data --records).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="File to write (.json for LLaMA-Factory, .parquet for verl).")
+    ],
+    export_format: Annotated[ExportChoice, typer.Option("--format", "-f", help="The other trainer's format.")],
+) -> None:
+    """Convert episode records for other trainers: LLaMA-Factory ShareGPT with tools (and its dataset_info.json
+    entry), verl multi-turn SFT parquet, or verl RL parquet (prompts and gold SQL). Records that cannot be
+    converted are skipped and listed."""
+    from mtsql.rollout import read_episodes
+    from mtsql.train.export import to_llamafactory, to_verl_rl, to_verl_sft
+
+    episodes = [episode for path in records for episode in read_episodes(path)]
+    write = {ExportChoice.llamafactory: to_llamafactory, ExportChoice.verl_sft: to_verl_sft}.get(
+        export_format, to_verl_rl
+    )
+    counts = write(episodes, out)
+    typer.echo(f"{counts.rows:,} rows written to {out} ({export_format.value}); {len(counts.skipped)} skipped")
+    for reason in counts.skipped[:10]:
+        typer.echo(f"  skipped {reason}", err=True)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
