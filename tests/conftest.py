@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from mtsql.data import Dialogue, read_dataset_file
+from mtsql.examples import Example, load_example
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +27,34 @@ def data_dir() -> Path:
             f"benchmark data not found at {path} (set MTSQL_DATA_DIR to the folder with sparc/, cosql/, database/)"
         )
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """What the tests build (the bundled example's database) goes to a temporary cache, never the user's."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def example() -> Example:
+    """The bundled festival example (its database built into the private cache)."""
+    return load_example("festival")
+
+
+@pytest.fixture(scope="session")
+def dialogues(example: Example) -> list[Dialogue]:
+    """The festival example's dialogues."""
+    return list(read_dataset_file(example.dialogues, "sparc", "example").dialogues)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-init Qwen3 checkpoint of ``mtsql tiny-model`` (seed 0), built once per session."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from mtsql.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)

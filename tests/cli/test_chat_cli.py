@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +21,8 @@ pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
-def db(cache: Path) -> Path:
-    return load_example("festival").db_dir / "festival" / "festival.sqlite"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mtsql.models import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+def db(example: Any) -> Path:
+    return example.db_dir / "festival" / "festival.sqlite"
 
 
 def chat(*args: str, stdin: str = "", cache: Path) -> subprocess.CompletedProcess[str]:
@@ -48,12 +32,12 @@ def chat(*args: str, stdin: str = "", cache: Path) -> subprocess.CompletedProces
 
 
 @pytest.mark.slow
-def test_a_session_with_the_tiny_model(db: Path, checkpoint: Path, cache: Path, tmp_path: Path) -> None:
+def test_a_session_with_the_tiny_model(db: Path, checkpoint: Path, private_cache: Path, tmp_path: Path) -> None:
     saved = tmp_path / "session.jsonl"
     before = db.read_bytes()
     args = ["--db", str(db), "--model", str(checkpoint), "--max-tokens", "16", "--max-steps", "2"]
     result = chat(*args, "-q", "Which artists are from Ireland?", "-q", "Which of them formed after 2005?",
-                  "--save", str(saved), cache=cache)  # fmt: skip
+                  "--save", str(saved), cache=private_cache)  # fmt: skip
     assert result.returncode == 0, result.stderr
     for text in ("question 1, step 1", "question 2, step 2", "final SQL", f"session saved to {saved}"):
         assert text in result.stdout
@@ -65,15 +49,15 @@ def test_a_session_with_the_tiny_model(db: Path, checkpoint: Path, cache: Path, 
     assert len(record["completion_ids"]) == len(record["completion_mask"]) == len(record["logprobs"])
     assert db.read_bytes() == before
     # Typed questions: the session ends at an empty line.
-    typed = chat(*args, stdin="How many stages are there?\n\nnever asked\n", cache=cache)
+    typed = chat(*args, stdin="How many stages are there?\n\nnever asked\n", cache=private_cache)
     assert typed.returncode == 0, typed.stderr
     assert "question 1, step 1" in typed.stdout and "question 2" not in typed.stdout
 
 
-def test_missing_database_and_model(tmp_path: Path, cache: Path, db: Path) -> None:
-    missing = chat("--db", str(tmp_path / "none.sqlite"), "--model", "x", cache=cache)
+def test_missing_database_and_model(tmp_path: Path, private_cache: Path, db: Path) -> None:
+    missing = chat("--db", str(tmp_path / "none.sqlite"), "--model", "x", cache=private_cache)
     assert missing.returncode == 2 and "no database file" in missing.stderr
-    no_model = chat("--db", str(db), "--model", str(tmp_path / "no-model"), "-q", "hi", cache=cache)
+    no_model = chat("--db", str(db), "--model", str(tmp_path / "no-model"), "-q", "hi", cache=private_cache)
     assert no_model.returncode == 2 and "cannot load" in no_model.stderr
 
 

@@ -47,14 +47,6 @@ CONVERSATION: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="module", autouse=True)
-def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The bundled example's database is built under a temporary cache, not the user's."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
     """Tiny matrices gain nothing from threads, and on a busy small machine torch's threads wait on each other
     (a forward and backward pass here: 0.03 s on one thread, up to 1 s on two with one core busy)."""
@@ -64,11 +56,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mtsql.backends import Backend, BackendError, BackendStats, Generation, SamplingParams
-from mtsql.data import Dialogue, read_dataset_file
+from mtsql.data import Dialogue
 from mtsql.env import EXEC_SQL, MEMORY_RETRIEVE, VerdictTag, format_answer, format_tool_call, format_verdict
-from mtsql.examples import load_example
 from mtsql.rewards import RewardConfig
 from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes, read_finished
 
@@ -22,30 +21,11 @@ pytest.importorskip("transformers")
 pytest.importorskip("trl")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def tokenizer(checkpoint: Path) -> Any:
     from transformers import AutoTokenizer
 
-    from mtsql.models import build_tiny_model
-
-    return AutoTokenizer.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))
-
-
-@pytest.fixture(scope="module")
-def example() -> Any:
-    return load_example("festival")
-
-
-@pytest.fixture(scope="module")
-def dialogues(example: Any) -> list[Dialogue]:
-    return list(read_dataset_file(example.dialogues, "sparc", "example").dialogues)
+    return AutoTokenizer.from_pretrained(checkpoint)
 
 
 _QUESTION = re.compile(r"Question (\d+): ")

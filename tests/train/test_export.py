@@ -6,15 +6,13 @@ import asyncio
 import copy
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mtsql.data import Dialogue, read_dataset_file
+from mtsql.data import Dialogue
 from mtsql.env import DialogueEnv, GoldPolicy, Message, tool_schemas
-from mtsql.examples import load_example
 
 pytest.importorskip("trl")  # the tiny tokenizer's chat template is TRL's copy of Qwen3's
 
@@ -30,28 +28,11 @@ from mtsql.train.export import (
 from mtsql.train.gold import gold_records
 
 
-@pytest.fixture(scope="module", autouse=True)
-def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     from mtsql.models import tiny_corpus, train_tokenizer
 
     return train_tokenizer(tiny_corpus())
-
-
-@pytest.fixture(scope="module")
-def example() -> Any:
-    return load_example("festival")
-
-
-@pytest.fixture(scope="module")
-def dialogues(example: Any) -> list[Dialogue]:
-    return list(read_dataset_file(example.dialogues, "sparc", "example").dialogues)
 
 
 def _engine(tokenizer: Any, example: Any, **config: Any) -> RolloutEngine:

@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from mtsql.data import Dialogue, read_dataset_file
+from mtsql.data import Dialogue
 from mtsql.env.environment import GoldPolicy
-from mtsql.examples import load_example
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
@@ -55,30 +54,6 @@ TOPICS = {
         "Knead the dough, let it rise, and bake the bread in a hot oven until golden.",
     ],
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mtsql.models import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def example() -> Any:
-    return load_example("festival")
-
-
-@pytest.fixture(scope="module")
-def dialogues(example: Any) -> list[Dialogue]:
-    return list(read_dataset_file(example.dialogues, "sparc", "example").dialogues)
 
 
 @pytest.fixture(scope="module")

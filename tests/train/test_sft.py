@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mtsql.data import Dialogue, Turn, read_dataset_file
-from mtsql.examples import load_example
+from mtsql.data import Dialogue, Turn
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
@@ -21,30 +19,6 @@ from mtsql.rollout import RolloutConfig, RolloutEngine
 from mtsql.train.data import one_shot_examples, sft_example
 from mtsql.train.gold import GoldStats, gold_records
 from mtsql.train.sft import SFTRunConfig, build_trainer, train_sft
-
-
-@pytest.fixture(scope="module", autouse=True)
-def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mtsql.models import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def example() -> Any:
-    return load_example("festival")
-
-
-@pytest.fixture(scope="module")
-def dialogues(example: Any) -> list[Dialogue]:
-    return list(read_dataset_file(example.dialogues, "sparc", "example").dialogues)
 
 
 @pytest.fixture(scope="module")
