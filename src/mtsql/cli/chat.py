@@ -11,7 +11,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mtsql.cli.rollout import BackendChoice, _backend_options, _quiet_hub
+from mtsql.cli.common import (
+    ApiKeyOpt,
+    BackendChoice,
+    BackendOpt,
+    BackendOptionsOpt,
+    BaseUrlOpt,
+    ChatTemplateOpt,
+    DeviceOpt,
+    ModelOpt,
+    SeedOpt,
+    ThinkingOpt,
+    TokenizerOpt,
+    backend_options,
+    quiet_hub,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,10 +42,8 @@ def register(app: typer.Typer) -> None:
 
 def chat_command(
     db: Annotated[Path, typer.Option("--db", help="The SQLite database to talk about (opened read-only).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder, hub id, or a served model's name.")],
-    backend: Annotated[BackendChoice, typer.Option("--backend", help="Where the model runs.")] = (
-        BackendChoice.transformers
-    ),
+    model: ModelOpt,
+    backend: BackendOpt = BackendChoice.transformers,
     question: Annotated[
         list[str] | None,
         typer.Option("--question", "-q", help="Ask these questions in order, then stop (no prompt)."),
@@ -40,21 +52,14 @@ def chat_command(
     top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = 1.0,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens per assistant message.")] = 1024,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Assistant messages per question.")] = 4,
-    thinking: Annotated[bool, typer.Option("--thinking/--no-thinking", help="Qwen3's enable_thinking.")] = True,
-    chat_template: Annotated[
-        Path | None, typer.Option("--chat-template", help="A Jinja chat template replacing the tokenizer's.")
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="transformers: auto, cpu, cuda, cuda:1...")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Sampling seed of local backends.")] = 0,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="openai: the server's /v1 URL.")] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", help="openai: the key (default $OPENAI_API_KEY).")] = None,
-    tokenizer: Annotated[
-        str | None, typer.Option("--tokenizer", help="openai: the model's tokenizer (default: --model).")
-    ] = None,
-    backend_options: Annotated[
-        list[str] | None,
-        typer.Option("--backend-option", help="KEY=VALUE passed to the backend (VALUE read as JSON if it parses)."),
-    ] = None,
+    thinking: ThinkingOpt = True,
+    chat_template: ChatTemplateOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    tokenizer: TokenizerOpt = None,
+    option: BackendOptionsOpt = None,
     save: Annotated[
         Path | None, typer.Option("--save", help="Append the session's episode record (token ids included) here.")
     ] = None,
@@ -76,8 +81,10 @@ def chat_command(
     if not db.is_file():
         typer.echo(f"mtsql chat: no database file at {db}", err=True)
         raise typer.Exit(2)
-    _quiet_hub()
-    options = _backend_options(backend, device, seed, base_url, api_key, tokenizer, backend_options or [])
+    quiet_hub()
+    options = backend_options(
+        backend, device=device, seed=seed, base_url=base_url, api_key=api_key, tokenizer=tokenizer, pairs=option
+    )
     config = RolloutConfig(
         max_steps=max_steps, max_tokens=max_tokens, temperature=temperature, top_p=top_p, enable_thinking=thinking
     )

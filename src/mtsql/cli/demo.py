@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mtsql.cli.rollout import DatasetChoice, _dialogues, _quiet_hub
+from mtsql.cli.common import DataDirOpt, DatasetChoice, LimitOpt, load_dialogue_set, quiet_hub
 
 
 def register(app: typer.Typer) -> None:
@@ -23,11 +23,8 @@ def demo_command(
         DatasetChoice | None, typer.Option("--dataset", "-d", help="A benchmark instead of the bundled example.")
     ] = None,
     split: Annotated[str, typer.Option("--split", "-s", help="Split of the dataset.")] = "dev",
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", envvar="MTSQL_DATA_DIR", help="Folder with sparc/, cosql/, spider/, database/."),
-    ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N dialogues.")] = None,
+    data_dir: DataDirOpt = None,
+    limit: LimitOpt = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="SFT optimizer steps.")] = 150,
     learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr", help="SFT learning rate.")] = 3e-3,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens per assistant message.")] = 128,
@@ -53,11 +50,9 @@ def demo_command(
         typer.echo(f"mtsql demo needs {err.name}: install mtsql[train]", err=True)
         raise typer.Exit(2) from None
     console = Console(highlight=False)
-    _quiet_hub()
+    quiet_hub()
     example = None if dataset is not None else "festival"
-    dialogues, db_dir, tables = _dialogues(dataset, split, data_dir, example)
-    if limit is not None:
-        dialogues = dialogues[:limit]
+    dialogues, db_dir, tables = load_dialogue_set(dataset, split, data_dir, example, limit)
     config = DemoConfig(
         out_dir=out, model=model, sft_steps=steps, learning_rate=learning_rate, max_tokens=max_tokens, seed=seed
     )

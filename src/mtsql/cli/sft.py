@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from mtsql.cli.rollout import DatasetChoice, HistoryChoice, _dialogues, _quiet_hub
+from mtsql.cli.common import (
+    DataDirOpt,
+    DatasetOpt,
+    ExampleOpt,
+    HistoryChoice,
+    HistoryOpt,
+    LimitOpt,
+    ThinkingOpt,
+    load_dialogue_set,
+    quiet_hub,
+)
 
 sft_app = typer.Typer(
     name="sft", help="Stage 1: gold and self-taught trajectories, SFT with TRL.", no_args_is_help=True
@@ -40,23 +50,16 @@ def build_data_command(
     kind: Annotated[
         KindChoice, typer.Option("--kind", help="gold: protocol trajectories; one-shot: question → SQL baseline.")
     ] = KindChoice.gold,
-    dataset: Annotated[DatasetChoice | None, typer.Option("--dataset", "-d", help="Benchmark to build from.")] = None,
+    dataset: DatasetOpt = None,
     split: Annotated[str, typer.Option("--split", "-s", help="Split of the dataset.")] = "train",
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", envvar="MTSQL_DATA_DIR", help="Folder with sparc/, cosql/, spider/, database/."),
-    ] = None,
-    example: Annotated[
-        str | None, typer.Option("--example", help="Build from a bundled example (e.g. 'festival').")
-    ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N dialogues.")] = None,
-    history: Annotated[
-        HistoryChoice, typer.Option("--history", help="Memory of earlier turns in the trajectories.")
-    ] = HistoryChoice.predicted,
+    data_dir: DataDirOpt = None,
+    example: ExampleOpt = None,
+    limit: LimitOpt = None,
+    history: HistoryOpt = HistoryChoice.predicted,
     max_total_tokens: Annotated[
         int | None, typer.Option("--max-total-tokens", min=1, help="Drop dialogues longer than this many tokens.")
     ] = None,
-    thinking: Annotated[bool, typer.Option("--thinking/--no-thinking", help="Qwen3's enable_thinking.")] = True,
+    thinking: ThinkingOpt = True,
     records: Annotated[
         Path | None, typer.Option("--records", help="Also write the gold episode records (JSONL) here.")
     ] = None,
@@ -73,10 +76,8 @@ def build_data_command(
     from mtsql.train.data import one_shot_examples, sft_example
     from mtsql.train.gold import GoldStats, gold_records
 
-    _quiet_hub()
-    dialogues, db_dir, tables = _dialogues(dataset, split, data_dir, example)
-    if limit is not None:
-        dialogues = dialogues[:limit]
+    quiet_hub()
+    dialogues, db_dir, tables = load_dialogue_set(dataset, split, data_dir, example, limit)
     if kind is KindChoice.one_shot:
         rows = one_shot_examples(dialogues, str(db_dir))
         _write_jsonl(out, rows)
@@ -116,7 +117,7 @@ def train_command(
     folder's last checkpoint. The final model (LoRA merged) and tokenizer are saved in the output folder."""
     from mtsql.train.sft import SFTRunConfig, train_sft
 
-    _quiet_hub()
+    quiet_hub()
     try:
         run = SFTRunConfig.from_yaml(config)
     except (OSError, ValueError, TypeError) as err:
@@ -143,7 +144,7 @@ def self_taught_command(
 
     from mtsql.train.selftaught import SelfTaughtError, run_self_taught
 
-    _quiet_hub()
+    quiet_hub()
     try:
         result = run_self_taught(config, progress=sys.stderr.isatty())
     except (OSError, ValueError) as err:

@@ -1,0 +1,137 @@
+"""What several commands share: the choices, the options of model backends and data sources, and their loading.
+
+Options are ``Annotated`` aliases so each command declares ``backend: BackendOpt = BackendChoice.transformers``
+and every command spells, documents and validates them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from mtsql.data.dialogue import Dialogue
+
+
+class BackendChoice(StrEnum):
+    transformers = "transformers"
+    vllm = "vllm"
+    openai = "openai"
+
+
+class DatasetChoice(StrEnum):
+    sparc = "sparc"
+    cosql = "cosql"
+    spider = "spider"
+
+
+class HistoryChoice(StrEnum):
+    predicted = "predicted"
+    oracle = "oracle"
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder, hub id, or a served model's name.")]
+BackendOpt = Annotated[BackendChoice, typer.Option("--backend", help="Where the model runs.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="transformers: auto, cpu, cuda, cuda:1...")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed of local backends.")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="openai: the server's /v1 URL.")]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help="openai: the key (default $OPENAI_API_KEY).")]
+TokenizerOpt = Annotated[
+    str | None, typer.Option("--tokenizer", help="openai: the model's tokenizer (default: --model).")
+]
+BackendOptionsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--backend-option", help="KEY=VALUE passed to the backend (VALUE read as JSON if it parses)."),
+]
+ThinkingOpt = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Qwen3's enable_thinking.")]
+ChatTemplateOpt = Annotated[
+    Path | None, typer.Option("--chat-template", help="A Jinja chat template replacing the tokenizer's.")
+]
+HistoryOpt = Annotated[
+    HistoryChoice, typer.Option("--history", help="Memory of earlier turns: own answers or gold SQL.")
+]
+DatasetOpt = Annotated[DatasetChoice | None, typer.Option("--dataset", "-d", help="A benchmark to run on.")]
+SplitOpt = Annotated[str, typer.Option("--split", "-s", help="Split of the dataset.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="MTSQL_DATA_DIR", help="Folder with sparc/, cosql/, spider/, database/."),
+]
+ExampleOpt = Annotated[
+    str | None, typer.Option("--example", help="A bundled example (e.g. 'festival') instead of --dataset.")
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N dialogues.")]
+
+
+def quiet_hub() -> None:
+    """No loading bars from transformers: the command's own output is the one to read."""
+    try:
+        from transformers.utils import logging
+    except ImportError:
+        return
+    logging.disable_progress_bar()
+
+
+def load_dialogue_set(
+    dataset: DatasetChoice | None, split: str, data_dir: Path | None, example: str | None, limit: int | None = None
+) -> tuple[list[Dialogue], Path, Path | None]:
+    """The dialogues of ``--dataset`` or ``--example`` (the first ``limit``), their database folder and
+    tables.json (None when the data has none: rewards then read foreign keys from the SQLite files)."""
+    from mtsql.data import DatasetNotFoundError, find_database_dir, find_tables_json, load_dialogues, read_dataset_file
+
+    if (dataset is None) == (example is None):
+        raise typer.BadParameter("give exactly one of --dataset and --example", param_hint="--dataset")
+    if example is not None:
+        from mtsql.examples import load_example
+
+        try:
+            bundled = load_example(example)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--example") from err
+        dialogues = list(read_dataset_file(bundled.dialogues, "sparc", "example").dialogues)
+        return dialogues[:limit], bundled.db_dir, bundled.tables
+    assert dataset is not None
+    if data_dir is None:
+        raise typer.BadParameter("required with --dataset (or set MTSQL_DATA_DIR)", param_hint="--data-dir")
+    try:
+        dialogues = load_dialogues(dataset.value, split, data_dir)
+        db_dir = find_database_dir(dataset.value, data_dir)
+    except (DatasetNotFoundError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="--data-dir") from err
+    try:
+        tables: Path | None = find_tables_json(dataset.value, data_dir)
+    except DatasetNotFoundError:
+        tables = None
+    return dialogues[:limit], db_dir, tables
+
+
+def backend_options(
+    backend: BackendChoice,
+    *,
+    device: str,
+    seed: int,
+    base_url: str | None,
+    api_key: str | None,
+    tokenizer: str | None,
+    pairs: list[str] | None,
+) -> dict[str, Any]:
+    """The constructor options of ``backend`` from the common flags and ``--backend-option KEY=VALUE`` pairs."""
+    if backend is BackendChoice.openai:
+        options: dict[str, Any] = {"base_url": base_url, "api_key": api_key, "tokenizer": tokenizer}
+    elif backend is BackendChoice.transformers:
+        options = {"device": device, "seed": seed}
+    else:
+        options = {"seed": seed}
+    options = {key: value for key, value in options.items() if value is not None}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--backend-option")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    return options
