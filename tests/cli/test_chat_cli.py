@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,43 @@ def test_each_kind_of_step_is_shown(db: Path) -> None:
     out.truncate(0)
     _show_step(console, db, malformed)
     assert "hmm" in out.getvalue() and "malformed (no_action): no tool call" in out.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_session_in_a_terminal_under_tmux(db: Path, checkpoint: Path, private_cache: Path, tmp_path: Path) -> None:
+    """The interactive session in a real terminal: a typed question is answered step by step, Enter on an
+    empty line ends the session."""
+    session = f"mtsql-chat-{os.getpid()}"
+    done = tmp_path / "exit-code"
+    command = (
+        f"XDG_CACHE_HOME={private_cache} {sys.executable} -m mtsql chat --db {db} --model {checkpoint} "
+        f"--max-tokens 16 --max-steps 2; echo $? > {done}"
+    )
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command], check=True)
+    try:
+
+        def screen() -> str:
+            return subprocess.run(
+                ["tmux", "capture-pane", "-p", "-S", "-200", "-t", session], capture_output=True, text=True
+            ).stdout
+
+        def wait_for(text: str, timeout: float = 180) -> str:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if text in (shown := screen()):
+                    return shown
+                time.sleep(0.5)
+            raise AssertionError(f"{text!r} never appeared:\n{screen()}")
+
+        wait_for("question>")
+        subprocess.run(["tmux", "send-keys", "-t", session, "Which artists are from Ireland?", "Enter"], check=True)
+        shown = wait_for("final SQL")
+        assert "question 1, step 1" in shown
+        subprocess.run(["tmux", "send-keys", "-t", session, "", "Enter"], check=True)
+        deadline = time.monotonic() + 60
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert done.read_text().strip() == "0"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
