@@ -80,32 +80,19 @@ def load_dialogue_set(
 ) -> tuple[list[Dialogue], Path, Path | None]:
     """The dialogues of ``--dataset`` or ``--example`` (the first ``limit``), their database folder and
     tables.json (None when the data has none: rewards then read foreign keys from the SQLite files)."""
-    from mtsql.data import DatasetNotFoundError, find_database_dir, find_tables_json, load_dialogues, read_dataset_file
+    from mtsql.data import DatasetNotFoundError, load_source
 
     if (dataset is None) == (example is None):
         raise typer.BadParameter("give exactly one of --dataset and --example", param_hint="--dataset")
-    if example is not None:
-        from mtsql.examples import load_example
-
-        try:
-            bundled = load_example(example)
-        except ValueError as err:
-            raise typer.BadParameter(str(err), param_hint="--example") from err
-        dialogues = list(read_dataset_file(bundled.dialogues, "sparc", "example").dialogues)
-        return dialogues[:limit], bundled.db_dir, bundled.tables
-    assert dataset is not None
-    if data_dir is None:
+    if dataset is not None and data_dir is None:
         raise typer.BadParameter("required with --dataset (or set MTSQL_DATA_DIR)", param_hint="--data-dir")
     try:
-        dialogues = load_dialogues(dataset.value, split, data_dir)
-        db_dir = find_database_dir(dataset.value, data_dir)
+        source = load_source(
+            dataset=dataset.value if dataset else None, split=split, data_dir=data_dir, example=example, limit=limit
+        )
     except (DatasetNotFoundError, ValueError) as err:
-        raise typer.BadParameter(str(err), param_hint="--data-dir") from err
-    try:
-        tables: Path | None = find_tables_json(dataset.value, data_dir)
-    except DatasetNotFoundError:
-        tables = None
-    return dialogues[:limit], db_dir, tables
+        raise typer.BadParameter(str(err), param_hint="--example" if example else "--data-dir") from err
+    return source.dialogues, source.db_dir, source.tables
 
 
 def backend_options(

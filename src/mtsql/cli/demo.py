@@ -58,7 +58,9 @@ def demo_command(
     )
     source = f"{dataset.value} {split}" if dataset is not None else "the bundled festival example"
     console.print(f"[bold]mtsql demo[/bold]: {len(dialogues)} dialogues of {source}, output in {out}")
-    result = run_demo(config, dialogues, db_dir, tables, log=lambda text: console.print(f"  {text}"))
+    result = run_demo(
+        config, dialogues, db_dir, tables, log=lambda text: console.print(f"  {text}"), progress=console.is_terminal
+    )
     table = Table(title=f"{Path(result.model).name}: before and after SFT on gold trajectories (greedy)")
     table.add_column("")
     table.add_column("before", justify="right")

@@ -36,6 +36,7 @@ from mtsql.data.schema import (
     resolve_database_path,
     sample_values,
 )
+from mtsql.data.sources import DialogueSource, load_source
 from mtsql.data.stats import DatasetStats, compute_stats
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetStats",
     "Dialogue",
+    "DialogueSource",
     "ForeignKey",
     "GoldQuery",
     "LoadResult",
@@ -61,6 +63,7 @@ __all__ = [
     "find_tables_json",
     "gold_sessions",
     "load_dialogues",
+    "load_source",
     "load_tables_json",
     "missing_databases",
     "order_like_gold",

@@ -61,8 +61,10 @@ def run_demo(
     db_dir: Path,
     tables: Path | None,
     log: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> DemoResult:
-    """Run the five stages on ``dialogues`` (databases under ``db_dir``) and return the before/after metrics."""
+    """Run the five stages on ``dialogues`` (databases under ``db_dir``) and return the before/after metrics;
+    ``progress`` shows the rollouts' progress bars."""
     from mtsql.backends import TokenizerOnly, load_backend
     from mtsql.rewards import RewardConfig
     from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes
@@ -110,7 +112,7 @@ def run_demo(
         path.unlink(missing_ok=True)  # a demo measures afresh
         backend = load_backend("transformers", checkpoint, device="auto", seed=config.seed)
         engine = RolloutEngine(backend, db_dir, rollout_config, tables=tables, rewards=rewards)
-        summary = engine.run(dialogues, path)
+        summary = engine.run(dialogues, path, progress=progress)
         metrics = episode_metrics(read_episodes(path))
         log(
             f"{name}: {summary.written} episodes in {summary.wall_s:.0f} s, "

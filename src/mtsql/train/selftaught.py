@@ -44,12 +44,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
-from mtsql.data.dialogue import DATASETS, DatasetName, Dialogue
+from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.train.data import sft_example
@@ -696,27 +696,13 @@ def rounds_table(rounds: Sequence[dict[str, Any]]) -> Table:
 
 
 def _load_dialogues(config: SelfTaughtConfig) -> tuple[list[Dialogue], Path, Path | None]:
-    """The configured dialogues, their database folder and ``tables.json`` (``None``: rewards read the foreign
-    keys from the SQLite files)."""
-    from mtsql.data import DatasetNotFoundError, find_database_dir, find_tables_json, load_dialogues, read_dataset_file
+    """The configured dialogues, their database folder and ``tables.json``."""
+    from mtsql.data import load_source
 
-    tables: Path | None
-    if config.example is not None:
-        from mtsql.examples import load_example
-
-        bundled = load_example(config.example)
-        dialogues = list(read_dataset_file(bundled.dialogues, "sparc", "example").dialogues)
-        db_dir, tables = bundled.db_dir, bundled.tables
-    else:
-        assert config.dataset is not None and config.data_dir is not None  # checked by the config
-        dataset = cast(DatasetName, config.dataset)
-        dialogues = load_dialogues(dataset, config.split, config.data_dir)
-        db_dir = find_database_dir(dataset, config.data_dir)
-        try:
-            tables = find_tables_json(dataset, config.data_dir)
-        except DatasetNotFoundError:
-            tables = None
-    return dialogues[: config.limit], db_dir, tables
+    source = load_source(
+        dataset=config.dataset, split=config.split, data_dir=config.data_dir, example=config.example, limit=config.limit
+    )
+    return source.dialogues, source.db_dir, source.tables
 
 
 def _comparable(config: SelfTaughtConfig) -> dict[str, Any]:

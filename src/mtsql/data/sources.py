@@ -1,0 +1,59 @@
+"""Where a run's dialogues come from: a benchmark split under a data folder, or a bundled example.
+
+Every command and trainer that runs the agent over dialogues needs the same three things (the dialogues, the
+folder of their databases, the ``tables.json`` whose foreign keys the exact match uses), so they are found in
+one place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtsql.data.dialogue import DATASETS, Dialogue
+from mtsql.data.loaders import DatasetNotFoundError, load_dialogues, read_dataset_file
+from mtsql.data.schema import find_database_dir, find_tables_json
+
+
+@dataclass(frozen=True, slots=True)
+class DialogueSource:
+    """Dialogues with their database folder and ``tables.json`` (``None`` when the data has none: the rewards
+    then read the foreign keys from the SQLite files)."""
+
+    dialogues: list[Dialogue]
+    db_dir: Path
+    tables: Path | None
+
+
+def load_source(
+    *,
+    dataset: str | None = None,
+    split: str = "dev",
+    data_dir: str | os.PathLike[str] | None = None,
+    example: str | None = None,
+    limit: int | None = None,
+) -> DialogueSource:
+    """The first ``limit`` dialogues of ``dataset``'s ``split`` under ``data_dir``, or of the bundled ``example``.
+
+    Raises ``ValueError`` for a bad combination or name and :class:`DatasetNotFoundError` when files are missing.
+    """
+    if (dataset is None) == (example is None):
+        raise ValueError("give exactly one of a dataset and an example")
+    if example is not None:
+        from mtsql.examples import load_example  # the examples build their databases with the data layer
+
+        bundled = load_example(example)
+        dialogues = list(read_dataset_file(bundled.dialogues, "sparc", "example").dialogues)
+        return DialogueSource(dialogues[:limit], bundled.db_dir, bundled.tables)
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    if data_dir is None:
+        raise ValueError("a data folder is required with a dataset")
+    dialogues = load_dialogues(dataset, split, data_dir)  # type: ignore[arg-type]
+    db_dir = find_database_dir(dataset, data_dir)  # type: ignore[arg-type]
+    try:
+        tables: Path | None = find_tables_json(dataset, data_dir)  # type: ignore[arg-type]
+    except DatasetNotFoundError:
+        tables = None
+    return DialogueSource(dialogues[:limit], db_dir, tables)
