@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mtsql.cli.common import DataDirOpt, DatasetChoice, LimitOpt, load_dialogue_set, quiet_hub
+from mtsql.cli.common import DataDirOpt, DatasetChoice, load_dialogue_set, quiet_hub
 
 
 def register(app: typer.Typer) -> None:
@@ -24,17 +24,19 @@ def demo_command(
     ] = None,
     split: Annotated[str, typer.Option("--split", "-s", help="Split of the dataset.")] = "dev",
     data_dir: DataDirOpt = None,
-    limit: LimitOpt = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="SFT optimizer steps.")] = 150,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Dialogues to train and measure on (the first N; the example has 36).")
+    ] = 8,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="SFT optimizer steps.")] = 400,
     learning_rate: Annotated[float, typer.Option("--learning-rate", "--lr", help="SFT learning rate.")] = 3e-3,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens per assistant message.")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the tiny model, SFT and sampling.")] = 0,
 ) -> None:
-    """Build the tiny local model, write gold protocol trajectories of the bundled example's dialogues, measure
+    """Build the tiny local model, write gold protocol trajectories of 8 of the bundled example's dialogues, measure
     the untrained model's rollouts, fine-tune it on the trajectories with TRL, measure again, and print a
     before/after table (format-valid rate, questions answered, EX, EM, reward).
 
-    Nothing is downloaded; about 10 minutes on 2 CPU cores. With --model and --dataset the same pipeline runs
+    Nothing is downloaded; under 10 minutes on 2 CPU cores. With --model and --dataset the same pipeline runs
     for real (pass a learning rate suited to the model, e.g. --lr 1e-5). Before and after are measured on the
     training dialogues: the demo shows the pipeline teaching the protocol, not generalisation.
     """
