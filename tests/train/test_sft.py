@@ -141,3 +141,35 @@ def test_one_shot_baseline_rows(example: Any, dialogues: list[Dialogue]) -> None
     user = second["prompt"][1]["content"]
     assert dialogues[0].turns[0].query in user and user.endswith(dialogues[0].turns[1].utterance)
     assert "CREATE TABLE" in user
+
+
+@pytest.mark.slow
+def test_lora_trains_the_adapter_and_saves_a_merged_checkpoint(
+    checkpoint: Path, gold: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mtsql.train.sft import LoraSettings
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(sft_example(record)) + "\n" for record in gold[:2]))
+    config = SFTRunConfig(
+        str(checkpoint), [str(data)], str(tmp_path / "out"), lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+        training={"max_steps": 2, "learning_rate": 1e-2, "save_strategy": "no"},
+    )  # fmt: skip
+    trainer = build_trainer(config)
+    trainable = {name for name, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)
+    output = train_sft(config)
+    merged = AutoModelForCausalLM.from_pretrained(output)
+    original = AutoModelForCausalLM.from_pretrained(checkpoint)
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    changed = [
+        name
+        for (name, a), (_, b) in zip(merged.named_parameters(), original.named_parameters(), strict=True)
+        if not torch.equal(a, b)
+    ]
+    assert changed and all("proj" in name for name in changed)
