@@ -1,0 +1,221 @@
+"""A GRPO run described by one YAML file: the model, the prompts, the episodes, the rewards, the curriculum,
+where generation runs, and a ``training`` section passed to ``trl.GRPOConfig`` as is.
+
+What mtsql owns is checked here and kept out of ``training``: the sampling settings are the rollout engine's
+and become GRPOConfig's ``temperature``/``top_p``/``top_k`` (the loss must score tokens under the distribution
+they were sampled from), the reward weights are :class:`~mtsql.rewards.RewardConfig`'s and become
+``reward_weights``, ``num_generations`` is G, and ``generation.backend: vllm`` sets ``use_vllm``. Everything else
+of TRL and transformers' Trainer (learning rate, batch sizes, KL ``beta``, loss type, precision, DeepSpeed/FSDP
+through accelerate, ``vllm_mode``, logging) stays available without mtsql wrapping it. Paths in the file are
+relative to its folder (``model`` only when it exists there, since it may be a hub id).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+import yaml
+
+from mtsql.data.dialogue import DATASETS
+from mtsql.data.stats import HARDNESS_LEVELS
+from mtsql.env.memory import HISTORY_MODES, HistoryMode
+from mtsql.rewards.config import COMPONENTS, RewardConfig
+from mtsql.train.rl.curriculum import CurriculumSettings
+from mtsql.train.sft import LoraSettings, _relative
+
+EpisodeKind = Literal["question", "dialogue"]
+ContextKind = Literal["gold", "sampled"]
+GenerationBackend = Literal["trainer", "vllm"]
+EPISODE_KINDS: Final = get_args(EpisodeKind)
+CONTEXT_KINDS: Final = get_args(ContextKind)
+GENERATION_BACKENDS: Final = get_args(GenerationBackend)
+
+#: Defaults of the ``training`` section (the original's learning rate; a log line and a metrics line per step).
+TRAINING_DEFAULTS: Final[dict[str, Any]] = {
+    "learning_rate": 1e-6,
+    "lr_scheduler_type": "constant",
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 50,
+    "save_total_limit": 2,
+    "report_to": "none",
+    "seed": 0,
+}
+#: GRPOConfig fields that the run's own sections set; writing them under ``training`` is an error.
+_OWNED: Final = {
+    "num_generations": "num_generations",
+    "temperature": "sampling.temperature",
+    "top_p": "sampling.top_p",
+    "top_k": "sampling.top_k",
+    "reward_weights": "rewards.*_weight",
+    "use_vllm": "generation.backend",
+    "output_dir": "output_dir",
+}
+
+
+@dataclass(slots=True)
+class DataSettings:
+    """The training prompts: a bundled ``example`` or a benchmark (``dataset``, ``split``, ``data_dir``), its first
+    ``limit`` dialogues, and only the questions whose gold hardness is in ``hardness``."""
+
+    example: str | None = None
+    dataset: str | None = None
+    split: str = "train"
+    data_dir: str | None = None
+    limit: int | None = None
+    hardness: list[str] = field(default_factory=lambda: list(HARDNESS_LEVELS))
+
+    def __post_init__(self) -> None:
+        if (self.example is None) == (self.dataset is None):
+            raise ValueError("data: give exactly one of 'example' and 'dataset'")
+        if self.dataset is not None:
+            if self.dataset not in DATASETS:
+                raise ValueError(f"data: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+            if self.data_dir is None:
+                raise ValueError("data: 'data_dir' is required with 'dataset'")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"data: limit must be at least 1, not {self.limit}")
+        unknown = sorted(set(self.hardness) - set(HARDNESS_LEVELS))
+        if unknown:
+            raise ValueError(f"data: unknown hardness level(s) {unknown}; the levels are {', '.join(HARDNESS_LEVELS)}")
+
+
+@dataclass(slots=True)
+class SamplingSettings:
+    """How episodes are sampled: per assistant message ``max_tokens``, per question ``max_steps`` messages, per
+    episode ``max_total_tokens`` (prompt and completion), and Qwen3's ``thinking`` switch."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_tokens: int = 512
+    max_steps: int = 4
+    max_total_tokens: int | None = None
+    thinking: bool = True
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError("sampling: temperature must be positive (GRPO needs distinct samples)")
+        for name in ("max_tokens", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sampling: {name} must be at least 1")
+
+
+@dataclass(slots=True)
+class GenerationSettings:
+    """Where episodes are generated: ``trainer`` (the trainer's live model through transformers' ``generate``,
+    batches of at most ``max_batch_size`` prompts) or ``vllm`` (TRL's vLLM, ``training.vllm_mode`` colocate or
+    server; a server serves the model as ``server_model``, default the model's path); ``concurrency`` episodes
+    are in flight per process."""
+
+    backend: GenerationBackend = "trainer"
+    max_batch_size: int = 64
+    concurrency: int = 256
+    server_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in GENERATION_BACKENDS:
+            raise ValueError(f"generation: backend must be one of {', '.join(GENERATION_BACKENDS)}")
+        if self.max_batch_size < 1 or self.concurrency < 1:
+            raise ValueError("generation: max_batch_size and concurrency must be at least 1")
+
+
+@dataclass(slots=True)
+class RLConfig:
+    """One GRPO run (see the module docstring and ``docs/rl.md``).
+
+    ``episode``: ``question`` (one question's loop, the earlier questions as context: ``context: gold`` plays them
+    with the gold protocol, the same for all G samples; ``sampled`` lets the policy play them too) or ``dialogue``
+    (the whole dialogue, its reward the mean over its questions). ``history_mode``: what the dialogue memory holds
+    (``oracle``, the original's training setting, or ``predicted``).
+    """
+
+    model: str
+    output_dir: str
+    data: DataSettings
+    episode: EpisodeKind = "question"
+    context: ContextKind = "gold"
+    history_mode: HistoryMode = "oracle"
+    num_generations: int = 5
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    curriculum: CurriculumSettings | None = None
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    lora: LoraSettings | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.episode not in EPISODE_KINDS:
+            raise ValueError(f"episode must be one of {', '.join(EPISODE_KINDS)}, not {self.episode!r}")
+        if self.context not in CONTEXT_KINDS:
+            raise ValueError(f"context must be one of {', '.join(CONTEXT_KINDS)}, not {self.context!r}")
+        if self.history_mode not in HISTORY_MODES:
+            raise ValueError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2: GRPO compares samples of the same prompt")
+        owned = sorted(set(self.training) & set(_OWNED))
+        if owned:
+            where = ", ".join(f"{key} (set {_OWNED[key]})" for key in owned)
+            raise ValueError(f"training: {where} instead")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> RLConfig:
+        """Read a run's YAML file (keys: the fields; sections: mappings of their settings)."""
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(values, base=Path(path).resolve().parent)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, base: Path | None = None) -> RLConfig:
+        """A config from a mapping; relative paths are taken from ``base`` (default: the working directory)."""
+        base = base or Path.cwd()
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+        for key in ("model", "output_dir", "data"):
+            if key not in values:
+                raise ValueError(f"'{key}' is required")
+        data = dict(values["data"] or {})
+        if data.get("data_dir") is not None:
+            data["data_dir"] = str(base / str(data["data_dir"]))
+        lora = values.get("lora")
+        curriculum = values.get("curriculum")
+        return cls(
+            **{k: v for k, v in values.items() if k in ("episode", "context", "history_mode", "num_generations")},
+            model=_relative(str(values["model"]), base),
+            output_dir=str(base / str(values["output_dir"])),
+            data=DataSettings(**data),
+            sampling=SamplingSettings(**(values.get("sampling") or {})),
+            rewards=RewardConfig.from_dict(values.get("rewards") or {}),
+            curriculum=CurriculumSettings.from_dict(curriculum) if curriculum else None,
+            generation=GenerationSettings(**(values.get("generation") or {})),
+            lora=LoraSettings(**lora) if isinstance(lora, dict) else (LoraSettings() if lora is True else None),
+            training=dict(values.get("training") or {}),
+        )
+
+    def grpo_settings(self, *, cuda: bool) -> dict[str, Any]:
+        """The keyword arguments of ``trl.GRPOConfig``: the defaults, the ``training`` section, and what the run's
+        own sections decide (bf16 is TRL's default, which a run without CUDA cannot use)."""
+        settings = {**TRAINING_DEFAULTS, **({} if cuda else {"bf16": False}), **self.training}
+        settings.update(
+            output_dir=self.output_dir,
+            num_generations=self.num_generations,
+            temperature=self.sampling.temperature,
+            top_p=self.sampling.top_p,
+            top_k=self.sampling.top_k,
+            reward_weights=[self.rewards.weight(name) for name in COMPONENTS],
+            use_vllm=self.generation.backend == "vllm",
+        )
+        if settings["use_vllm"] and self.sampling.max_total_tokens is not None:
+            settings.setdefault("vllm_max_model_length", self.sampling.max_total_tokens)
+        return settings
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
