@@ -53,7 +53,7 @@ from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.train.data import sft_example
-from mtsql.train.sft import LoraSettings, _relative
+from mtsql.train.sft import LoraSettings, resolve_config_path
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -141,7 +141,7 @@ class SelfTaughtConfig:
             if key not in values:
                 raise ValueError(f"{path}: '{key}' is required")
         base = Path(path).resolve().parent
-        values["model"] = _relative(values["model"], base)
+        values["model"] = resolve_config_path(values["model"], base)
         for key in ("output_dir", "data_dir"):
             if values.get(key) is not None:
                 values[key] = str(base / str(values[key]))

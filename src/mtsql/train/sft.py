@@ -71,7 +71,7 @@ class SFTRunConfig:
         data = values["data"] if isinstance(values["data"], list) else [values["data"]]
         lora = values.get("lora")
         return cls(
-            model=_relative(values["model"], base),
+            model=resolve_config_path(values["model"], base),
             data=[str(base / str(item)) for item in data],
             output_dir=str(base / str(values["output_dir"])),
             max_length=values.get("max_length"),
@@ -80,7 +80,7 @@ class SFTRunConfig:
         )
 
 
-def _relative(value: str, base: Path) -> str:
+def resolve_config_path(value: str, base: Path) -> str:
     """``value`` relative to the config file's folder when it exists there; anything else (a hub id) as written."""
     candidate = base / str(value)
     return str(candidate) if not os.path.isabs(str(value)) and candidate.exists() else str(value)

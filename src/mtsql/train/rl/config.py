@@ -25,7 +25,7 @@ from mtsql.data.stats import HARDNESS_LEVELS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.train.rl.curriculum import CurriculumSettings
-from mtsql.train.sft import LoraSettings, _relative
+from mtsql.train.sft import LoraSettings, resolve_config_path
 
 EpisodeKind = Literal["question", "dialogue"]
 ContextKind = Literal["gold", "sampled"]
@@ -189,7 +189,7 @@ class RLConfig:
         curriculum = values.get("curriculum")
         return cls(
             **{k: v for k, v in values.items() if k in ("episode", "context", "history_mode", "num_generations")},
-            model=_relative(str(values["model"]), base),
+            model=resolve_config_path(str(values["model"]), base),
             output_dir=str(base / str(values["output_dir"])),
             data=DataSettings(**data),
             sampling=SamplingSettings(**(values.get("sampling") or {})),
