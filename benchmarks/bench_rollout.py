@@ -26,20 +26,23 @@ Repeats alternate engine run and replay, so both see the same load; the best (sh
 With ``--profile N``: the top N functions by own time of one more engine run, main thread only (generation runs
 in a worker thread, so this is the engine's own work).
 
-Measured on this project's machine (2-core AMD EPYC, no GPU), tiny model (186k parameters), the defaults above
-(``--data-dir ../shared/data --threads 1``), best of 5:
+Measured on this project's machine (2-core AMD EPYC, no GPU, shared with other work), tiny model (186k
+parameters), the defaults above with ``--data-dir ../shared/data --threads 1``, best of 5:
 
-    festival, 36 episodes:        1.80 episodes/s, 339 generated tokens/s, engine overhead 2.1% of generate time
-                                  (1.7-2.1% over the runs), 41 ms a batch; against the replay 0.1% (median -4%)
-    SParC dev[:16], 16 episodes:  1.91 episodes/s, 249 generated tokens/s, engine overhead 3.1% (2.4-4.0%),
-                                  43 ms a batch; against the replay 11% (median 4.5%)
+    festival, 36 episodes:        1.71 episodes/s, 323 generated tokens/s; engine overhead 1.8% of generate time
+                                  (1.8-2.2% over the runs), 38 ms a batch; against the replay 10.6% (median 10.6%)
+    SParC dev[:16], 16 episodes:  3.51 episodes/s, 458 generated tokens/s; engine overhead 2.5% (2.5-3.0%),
+                                  18 ms a batch; against the replay 7.6% (median 7.6%)
 
-The machine is shared: the replay's times vary by about ±10% from run to run, hence the spread of the
-replay-based figure. With torch's default two threads and another process busy on a core, the same batches took
-5 to 45 s (user time, not waiting), so ``--threads 1`` gives the stable numbers above; the engine's own overhead
-was 2.0% (festival) and 3.6% (SParC) with two threads too. The random-init model writes no valid protocol
-message, so each step costs the environment a format error rather than a SQL execution; a trained model's SQL
-adds the executor's time (about 0.1 ms a SParC query, ``bench_env.py``) to a step. The target is under 10%.
+An earlier run of the same command gave 2.1% and 3.1% by the engine's own accounting, and 0.1% and 11% against
+the replay (medians -4% and 4.5%): the replay-based figure moves by about ±10% with the machine's other work,
+and agrees with the accounting within that (the same batch takes the same time, within 5%, in the engine's
+worker thread and in the main thread). Use ``--threads 1`` on a shared machine: with torch's two threads and
+another process busy on a core, the same batches took 5 to 45 s of user time, while one thread generates this
+model as fast as two on a quiet machine (the engine's own share stayed 2.0-3.8% with two threads too). The
+random-init model writes no valid protocol message, so each step costs the environment a format error rather
+than a SQL execution; a trained model's SQL adds the executor's time (about 0.1 ms a SParC query,
+``bench_env.py``) to a step. The target is under 10%.
 """
 
 from __future__ import annotations
