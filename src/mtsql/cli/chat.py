@@ -101,7 +101,7 @@ def chat_command(
                 config,
                 chat_template=chat_template.read_text(encoding="utf-8") if chat_template else None,
             )
-        except (ImportError, OSError, ValueError, ChatTemplateError, BackendError) as err:
+        except (ImportError, OSError, TypeError, ValueError, ChatTemplateError, BackendError) as err:
             typer.echo(f"mtsql chat: cannot load {model!r} with the {backend.value} backend: {err}", err=True)
             raise typer.Exit(2) from None
         console.print(

@@ -109,7 +109,7 @@ def rollout_command(
             rewards=RewardConfig() if rewards else None,
             chat_template=chat_template.read_text(encoding="utf-8") if chat_template else None,
         )
-    except (ImportError, OSError, ValueError, ChatTemplateError, BackendError) as err:
+    except (ImportError, OSError, TypeError, ValueError, ChatTemplateError, BackendError) as err:
         typer.echo(f"mtsql rollout: cannot load {model!r} with the {backend.value} backend: {err}", err=True)
         raise typer.Exit(2) from None
     try:
