@@ -149,7 +149,7 @@ class EpisodeRollout:
         samples = [self._cut(prompt, record, engine) for prompt, record in zip(prompts, records, strict=True)]
         log = getattr(trainer, "_log_metric", None)  # TRL's hook for reward functions' metrics
         if log is not None:
-            for name, value in episode_stats(prompts, records, self.config.episode).items():
+            for name, value in episode_stats(prompts, records).items():
                 log(f"episode/{name}", value)
         return {
             "prompt_ids": [s.prompt_ids for s in samples],
@@ -219,7 +219,7 @@ class EpisodeRollout:
         return self.engine
 
 
-def episode_stats(prompts: Sequence[str], records: Sequence[Mapping[str, Any]], episode: str) -> dict[str, float]:
+def episode_stats(prompts: Sequence[str], records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Per-batch means over the trained part of each episode: assistant ``steps``, ``env_tokens`` (tool replies
     inside the completion, masked), ``answered`` questions, ``malformed`` messages, ``context_full`` episodes."""
     steps = env_tokens = answered = malformed = questions = 0
