@@ -20,7 +20,11 @@ from mtsql.models import (
     ADDED_TOKENS,
     CHAT_SPECIAL_TOKENS,
     CHAT_TAG_TOKENS,
+    EOS_TOKEN,
     PROTOCOL_TAG_TOKENS,
+    QWEN3_SHAPES,
+    ModelShape,
+    build_model,
     build_tiny_model,
     protocol_texts,
     train_tokenizer,
@@ -247,6 +251,54 @@ def test_own_corpus_and_sizes() -> None:
         build_tiny_model("unused", hidden_size=60, num_heads=4)
 
 
+# --- real-size shapes -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "total", "non_embedding"),
+    # the parameter counts Qwen publishes for each model (billions, as rounded on the model cards)
+    [("qwen3-0.6b", 0.6, 0.44), ("qwen3-1.7b", 1.7, 1.4), ("qwen3-4b", 4.0, 3.6)],
+)
+def test_qwen3_shapes_have_the_published_parameter_counts(name: str, total: float, non_embedding: float) -> None:
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    shape = QWEN3_SHAPES[name]
+    with torch.device("meta"):  # shapes only, no memory
+        model = Qwen3ForCausalLM(shape.qwen3_config(151_936, 0, 1))
+    count = model.num_parameters()  # the tied embedding counted once
+    decimals = len(str(non_embedding).split(".")[1])
+    assert round(count / 1e9, 1) == total
+    assert round((count - 151_936 * shape.hidden_size) / 1e9, decimals) == non_embedding
+
+
+def test_a_shaped_model_pads_its_vocabulary_with_reserved_tokens(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    shape = ModelShape(32, 80, 1, 4, 2, 16, vocab_size=2_000, max_position_embeddings=1024)
+    path = build_model(tmp_path / "shaped", shape, dtype="bfloat16")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    config = model.config
+    assert (config.intermediate_size, config.head_dim, config.num_key_value_heads) == (80, 16, 2)
+    assert len(tokenizer) == config.vocab_size == 2_000 and model.dtype == torch.bfloat16
+    first = min(i for token, i in tokenizer.get_vocab().items() if token.startswith("<|reserved_"))
+    assert tokenizer.decode([1_999]) == "<|reserved_1999|>" and tokenizer.decode([first]) == f"<|reserved_{first}|>"
+    assert tokenizer.convert_tokens_to_ids(EOS_TOKEN) == config.eos_token_id < first  # the chat tokens come first
+    messages = [{"role": "user", "content": "How many singers are there?"}]
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=False)
+    assert max(ids) < first and tokenizer.decode(ids).endswith("<|im_start|>assistant\n")
+    with pytest.raises(ValueError, match="unknown model shape"):
+        build_model(tmp_path / "x", "qwen3-1000b")
+    with pytest.raises(ValueError, match="below the tokenizer"):
+        build_model(tmp_path / "x", ModelShape(32, 80, 1, 4, 2, 16, vocab_size=100))
+    with pytest.raises(ValueError, match="multiple of num_key_value_heads"):
+        build_model(tmp_path / "x", ModelShape(32, 80, 1, 4, 3, 16))
+    with pytest.raises(ValueError, match="dtype"):
+        build_model(tmp_path / "x", shape, dtype="int8")
+
+
 # --- the command ------------------------------------------------------------------------------------------------
 
 
@@ -283,6 +335,10 @@ def test_cli_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = make_app()
     result = CliRunner().invoke(app, ["tiny-model", str(tmp_path / "a"), "--hidden-size", "60"])
     assert result.exit_code == 2 and "multiple of" in result.output
+    result = CliRunner().invoke(app, ["tiny-model", str(tmp_path / "a"), "--shape", "qwen3-1000b"])
+    assert result.exit_code == 2 and "unknown model shape" in result.output
+    result = CliRunner().invoke(app, ["tiny-model", str(tmp_path / "a"), "--dtype", "bfloat16"])
+    assert result.exit_code == 2 and "--dtype applies to --shape" in result.output
     result = CliRunner().invoke(app, ["tiny-model", str(tmp_path / "b"), "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "no SParC, CoSQL or Spider dev set" in result.output
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed

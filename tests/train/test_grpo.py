@@ -312,6 +312,48 @@ def test_whole_dialogue_episodes_and_policy_played_context(checkpoint: Path, tmp
 
 
 @pytest.mark.slow
+def test_two_processes_train_as_one_run(checkpoint: Path, tmp_path: Path) -> None:
+    """Two CPU processes (DDP over gloo, as on GPUs with NCCL): each process plays its share of the episodes on its
+    own copy of the model, the main process alone writes metrics and summary."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from mtsql.train.rl.metrics import read_metrics
+
+    run = {
+        "model": str(checkpoint),
+        "output_dir": str(tmp_path / "out"),
+        "data": {"example": "festival", "limit": 4},
+        "num_generations": 2,
+        "sampling": {"max_tokens": 12, "max_steps": 2, "temperature": 1.0},
+        "curriculum": {"stages": [{"name": "first", "max_depth": 1, "steps": 1}, {"name": "rest", "min_depth": 2}]},
+        "training": {"max_steps": 2, "per_device_train_batch_size": 2, "save_steps": 1, "disable_tqdm": True},
+    }
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(run), encoding="utf-8")
+    # torchrun, since accelerate launches several CPU processes only through MPI; accelerate reads the same variables
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    result = subprocess.run(
+        [*launch, "-m", "mtsql", "rl", "train", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "ACCELERATE_USE_CPU": "true"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["processes"], summary["episodes_per_step"], summary["steps"]) == (2, 4, 2)
+    assert [e["stage"] for e in summary["curriculum"]] == ["first", "rest"]
+    lines = read_metrics(out / "metrics.jsonl")
+    assert [line["step"] for line in lines if "reward" in line] == [1, 2]  # logged once, by the main process
+    assert (out / "checkpoint-2" / "curriculum.json").is_file() and (out / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
 def test_a_run_logs_every_component_checkpoints_resumes_and_plots(checkpoint: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -321,6 +363,7 @@ def test_a_run_logs_every_component_checkpoints_resumes_and_plots(checkpoint: Pa
 
     curriculum = {"stages": [{"name": "first", "max_depth": 1, "steps": 1}, {"name": "rest", "min_depth": 2}]}
     training = {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 1, "disable_tqdm": True}
+    training["report_to"] = "tensorboard"
     config = run_config(checkpoint, tmp_path / "out", curriculum=curriculum, training=training)
     output = train_rl(config)
     assert (output / "checkpoint-1" / "curriculum.json").is_file() and (output / "model.safetensors").is_file()
@@ -331,13 +374,23 @@ def test_a_run_logs_every_component_checkpoints_resumes_and_plots(checkpoint: Pa
     for line in lines:
         for name in COMPONENTS:
             assert f"rewards/{name}/mean" in line
-        for name in ("completions/mean_length", "episode/env_tokens", "episode/steps", "reward"):
+        for name in ("completions/mean_length", "episode/env_tokens", "episode/steps", "episode/rollout_s", "reward"):
             assert name in line
     assert [line["curriculum/stage"] for line in lines] == [0, 1, 1]
     summary = json.loads((output / "summary.json").read_text())
     assert summary["steps"] == 3 and [e["stage"] for e in summary["curriculum"]] == ["first", "rest"]
     state = json.loads((output / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged: dict[str, list[int]] = {}  # TensorBoard too: one event folder per run, the resumed one adds step 3
+    for folder in sorted((output / "runs").iterdir()):
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            logged.setdefault(tag, []).extend(event.step for event in events.Scalars(tag))
+    for name in ("reward", *(f"rewards/{c}/mean" for c in COMPONENTS), "curriculum/stage", "episode/rollout_s"):
+        assert set(logged[f"train/{name}"]) == {1, 2, 3}, name  # curriculum/stage is in the end-of-run log too
     result = CliRunner().invoke(app, ["rl", "plot", "--metrics", str(output / "metrics.jsonl"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     for stem in ("reward", *(f"reward_{name}" for name in COMPONENTS), "response_length", "curriculum", "overview"):

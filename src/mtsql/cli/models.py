@@ -1,4 +1,5 @@
-"""``mtsql tiny-model``: build a tiny random-init Qwen3 checkpoint with a tokenizer trained here."""
+"""``mtsql tiny-model``: build a random-init Qwen3 checkpoint (tiny, or of a real Qwen3's shape) with a tokenizer
+trained here."""
 
 from __future__ import annotations
 
@@ -25,12 +26,24 @@ def tiny_model_command(
     hidden_size: Annotated[int, typer.Option("--hidden-size", help="Model width.")] = 64,
     layers: Annotated[int, typer.Option("--layers", help="Transformer layers.")] = 2,
     heads: Annotated[int, typer.Option("--heads", help="Attention heads (half as many key/value heads).")] = 4,
+    shape: Annotated[
+        str | None,
+        typer.Option(
+            "--shape",
+            help="A real model's architecture instead of the sizes above: qwen3-0.6b, qwen3-1.7b or qwen3-4b "
+            "(embedding padded to 151,936 rows with reserved tokens). For memory and speed measurements.",
+        ),
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="Dtype of the saved weights: float32, bfloat16 or float16.")
+    ] = "float32",
 ) -> None:
     """Write a small Qwen3ForCausalLM with random weights, a tokenizer trained on mtsql's texts and the Qwen3 chat
     template into OUT_DIR, a normal Hugging Face checkpoint: pass OUT_DIR wherever a model is asked for.
 
-    For tests, demos and smoke runs on a CPU: it writes nonsense until trained. Exit code 2 for bad arguments, or
-    when the training extra is not installed.
+    For tests, demos and smoke runs on a CPU: it writes nonsense until trained. With --shape, a real-size model
+    (Qwen3-1.7B: 2 billion parameters, 4 GB in bfloat16) for measuring memory and step times. Exit code 2 for bad
+    arguments, or when the training extra is not installed.
     """
     try:
         import torch  # noqa: F401
@@ -43,29 +56,34 @@ def tiny_model_command(
     from transformers.utils import logging
 
     from mtsql.data import DatasetNotFoundError
-    from mtsql.models import build_tiny_model
+    from mtsql.models import build_model, build_tiny_model
 
     logging.disable_progress_bar()
     try:
-        path = build_tiny_model(
-            out_dir,
-            data_dir=data_dir,
-            vocab_size=vocab_size,
-            hidden_size=hidden_size,
-            num_layers=layers,
-            num_heads=heads,
-            seed=seed,
-        )
+        if shape is not None:
+            path = build_model(out_dir, shape, data_dir=data_dir, vocab_size=vocab_size, seed=seed, dtype=dtype)
+        elif dtype != "float32":
+            raise ValueError("--dtype applies to --shape models; tiny models are saved in float32")
+        else:
+            path = build_tiny_model(
+                out_dir,
+                data_dir=data_dir,
+                vocab_size=vocab_size,
+                hidden_size=hidden_size,
+                num_layers=layers,
+                num_heads=heads,
+                seed=seed,
+            )
     except (ValueError, DatasetNotFoundError) as err:
         typer.echo(f"mtsql tiny-model: {err}", err=True)
         raise typer.Exit(code=2) from None
     # Reload as any user of the checkpoint would: what is printed is what was saved.
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
     tokenizer = AutoTokenizer.from_pretrained(path)
     config = model.config
     typer.echo(
         f"{type(model).__name__}: {model.num_parameters():,} parameters (hidden {config.hidden_size}, "
-        f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads, seed {seed}), "
+        f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads, {model.dtype}, seed {seed}), "
         f"{type(tokenizer).__name__} with {len(tokenizer):,} tokens, Qwen3 chat template, "
         f"max {config.max_position_embeddings:,} positions"
     )

@@ -19,6 +19,7 @@ path of a user's file.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,13 +93,19 @@ def load_templates(name_or_path: str | Path = DEFAULT_TEMPLATES) -> TemplateSet:
         except OSError as err:
             raise TemplateError(f"cannot read template file {path}: {err.strerror or err}") from None
         return parse_templates(content, str(path))
-    resource = resources.files("mtsql.env") / "templates" / f"{text}.toml"
+    return _builtin_templates(text)
+
+
+@functools.cache
+def _builtin_templates(name: str) -> TemplateSet:
+    """Parsed once per process: an environment is made per episode, and parsing costs more than its reset."""
+    resource = resources.files("mtsql.env") / "templates" / f"{name}.toml"
     if not resource.is_file():
         raise TemplateError(
-            f"no built-in template set {text!r} (available: {', '.join(available_templates())}); "
+            f"no built-in template set {name!r} (available: {', '.join(available_templates())}); "
             "give a path to use your own file"
         )
-    return parse_templates(resource.read_text(encoding="utf-8"), text)
+    return parse_templates(resource.read_text(encoding="utf-8"), name)
 
 
 def parse_templates(content: str, source: str = "<string>") -> TemplateSet:

@@ -1,4 +1,5 @@
-"""Local models: a tiny random-init Qwen3 checkpoint with a tokenizer trained here, for tests, demos and smoke runs.
+"""Local models: random-init Qwen3 checkpoints with a tokenizer trained here: tiny ones for tests, demos and smoke
+runs, real-size ones (Qwen3-0.6B/1.7B/4B shapes) for memory and speed measurements.
 
 Importing this package is cheap: torch, transformers, tokenizers and TRL are imported by the functions that build.
 """
@@ -10,7 +11,10 @@ from mtsql.models.tiny import (
     EOS_TOKEN,
     PAD_TOKEN,
     PROTOCOL_TAG_TOKENS,
+    QWEN3_SHAPES,
+    ModelShape,
     benchmark_texts,
+    build_model,
     build_tiny_model,
     protocol_texts,
     tiny_corpus,
@@ -24,7 +28,10 @@ __all__ = [
     "EOS_TOKEN",
     "PAD_TOKEN",
     "PROTOCOL_TAG_TOKENS",
+    "QWEN3_SHAPES",
+    "ModelShape",
     "benchmark_texts",
+    "build_model",
     "build_tiny_model",
     "protocol_texts",
     "tiny_corpus",

@@ -16,6 +16,9 @@ a real Hugging Face checkpoint. :func:`build_tiny_model` writes one into a folde
 - ``Qwen3ForCausalLM`` with seeded random weights, tied embeddings, and Qwen3's token ids in the config and
   generation config (eos ``<|im_end|>`` then ``<|endoftext|>``, pad and bos ``<|endoftext|>``).
 
+:func:`build_model` writes the same kind of checkpoint with any :class:`ModelShape`, among them Qwen3's published
+architectures (:data:`QWEN3_SHAPES`), to measure memory and step times of real-size models without their weights.
+
 torch, transformers, tokenizers and TRL (the ``[train]`` extra) are imported inside the functions, so importing
 this module stays cheap.
 """
@@ -25,9 +28,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mtsql.data import DATASETS, DatasetNotFoundError, Dialogue, load_dialogues, read_dataset_file
 from mtsql.env import DialogueEnv, GoldPolicy, Message, load_templates, tool_schemas
@@ -139,6 +143,62 @@ def train_tokenizer(
     return tokenizer
 
 
+@dataclass(frozen=True)
+class ModelShape:
+    """The architecture of a random-init Qwen3: widths, depth, attention heads and the rows of the embedding.
+
+    ``vocab_size`` ``None`` sizes the embedding to the tokenizer; a larger value pads the tokenizer with
+    reserved special tokens (``<|reserved_N|>``) up to it, as Qwen3 pads its 151,669 tokens to 151,936 rows, so
+    every id the model can sample still decodes.
+    """
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int | None = None
+    max_position_embeddings: int = 8192
+
+    def check(self) -> None:
+        if min(self.num_layers, self.num_heads, self.num_key_value_heads, self.intermediate_size) < 1:
+            raise ValueError(f"every size of the model must be at least 1: {self}")
+        if self.head_dim < 2 or self.head_dim % 2:  # rotary embeddings need an even head size
+            raise ValueError(f"head_dim must be even and at least 2, not {self.head_dim}")
+        if self.num_heads % self.num_key_value_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_key_value_heads")
+
+    def qwen3_config(self, vocab_size: int, pad_token_id: int, eos_token_id: int, dtype: str = "float32") -> Any:
+        """The ``Qwen3Config`` of this shape with ``vocab_size`` embedding rows (tied, as the small Qwen3s)."""
+        from transformers import Qwen3Config
+
+        return Qwen3Config(
+            vocab_size=vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            num_key_value_heads=self.num_key_value_heads,
+            head_dim=self.head_dim,
+            max_position_embeddings=self.max_position_embeddings,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+            tie_word_embeddings=True,
+            bos_token_id=pad_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            dtype=dtype,
+        )
+
+
+#: Qwen3's published architectures (their ``config.json``), for memory and speed measurements with random weights.
+QWEN3_SHAPES: Final = {
+    "qwen3-0.6b": ModelShape(1024, 3072, 28, 16, 8, 128, 151_936, 40_960),
+    "qwen3-1.7b": ModelShape(2048, 6144, 28, 16, 8, 128, 151_936, 40_960),
+    "qwen3-4b": ModelShape(2560, 9728, 36, 32, 8, 128, 151_936, 40_960),
+}
+
+
 def build_tiny_model(
     out_dir: Path | str,
     *,
@@ -159,38 +219,70 @@ def build_tiny_model(
     same arguments give the same files: the tokenizer's training is deterministic and the weights are drawn
     after seeding torch with ``seed`` inside a forked random state, so the caller's stays untouched.
     """
-    import torch
-    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
-
     if num_layers < 1 or num_heads < 1:
         raise ValueError(f"num_layers ({num_layers}) and num_heads ({num_heads}) must be at least 1")
     if hidden_size < 2 or hidden_size % (2 * num_heads):  # rotary embeddings need an even head size
         raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of 2 * num_heads ({num_heads})")
+    shape = ModelShape(
+        hidden_size=hidden_size,
+        intermediate_size=3 * hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=max_position_embeddings,
+    )
+    return build_model(out_dir, shape, corpus=corpus, data_dir=data_dir, vocab_size=vocab_size, seed=seed)
+
+
+def build_model(
+    out_dir: Path | str,
+    shape: ModelShape | str,
+    *,
+    corpus: Iterable[str] | None = None,
+    data_dir: Path | str | None = None,
+    vocab_size: int = 4096,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> Path:
+    """Write a random-init Qwen3 checkpoint of ``shape`` (a :class:`ModelShape` or a :data:`QWEN3_SHAPES` name)
+    into ``out_dir`` and return its path; the tokenizer as in :func:`build_tiny_model` (``vocab_size`` is its
+    BPE budget). ``dtype`` is the dtype the weights are saved in (``bfloat16`` halves a real-size checkpoint).
+    """
+    import torch
+    from tokenizers import AddedToken
+    from transformers import GenerationConfig, Qwen3ForCausalLM
+
+    if isinstance(shape, str):
+        if shape not in QWEN3_SHAPES:
+            raise ValueError(f"unknown model shape {shape!r}: one of {', '.join(QWEN3_SHAPES)}")
+        shape = QWEN3_SHAPES[shape]
+    shape.check()
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
     if corpus is None:
         texts = tiny_corpus(data_dir)
     else:
         texts = [*corpus, *(benchmark_texts(data_dir) if data_dir is not None else ())]
-    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, model_max_length=max_position_embeddings)
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, model_max_length=shape.max_position_embeddings)
+    if shape.vocab_size is not None:
+        if shape.vocab_size < len(tokenizer):
+            raise ValueError(f"vocab_size {shape.vocab_size} is below the tokenizer's {len(tokenizer)} tokens")
+        reserved = range(len(tokenizer), shape.vocab_size)
+        tokenizer.add_tokens(
+            [AddedToken(f"<|reserved_{i}|>", special=True, normalized=False) for i in reserved], special_tokens=True
+        )
     pad, eos = tokenizer.convert_tokens_to_ids([PAD_TOKEN, EOS_TOKEN])
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),  # no padding rows: every id the model can sample decodes
-        hidden_size=hidden_size,
-        intermediate_size=3 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=max(1, num_heads // 2),
-        head_dim=hidden_size // num_heads,
-        max_position_embeddings=max_position_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-        tie_word_embeddings=True,
-        bos_token_id=pad,
-        eos_token_id=eos,
-        pad_token_id=pad,
-        dtype="float32",
-    )
+    # no padding rows beyond the tokenizer: every id the model can sample decodes
+    config = shape.qwen3_config(len(tokenizer), pad, eos, dtype)
+    default_dtype = torch.get_default_dtype()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen3ForCausalLM(config)
+        torch.set_default_dtype(getattr(torch, dtype))  # drawn in the saved dtype: no float32 copy of a big model
+        try:
+            model = Qwen3ForCausalLM(config)
+        finally:
+            torch.set_default_dtype(default_dtype)
     model.generation_config = GenerationConfig(bos_token_id=pad, eos_token_id=[eos, pad], pad_token_id=pad)
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ torch needed).
 The trainer logs per step (``logging_steps``): ``reward`` (the weighted total), ``rewards/<component>/mean`` and
 ``/std`` for each reward component, ``completions/mean_length`` (model tokens only: tool replies are masked),
 ``episode/*`` (steps, masked tool-reply tokens, answered questions, malformed messages, episodes that filled the
-context), ``curriculum/stage``, TRL's ``kl``, ``entropy``, ``clip_ratio/*``, the loss and the learning rate.
+context, ``rollout_s`` the rollout function's seconds), ``curriculum/stage``, TRL's ``kl``, ``entropy``,
+``clip_ratio/*``, the loss and the learning rate.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -142,8 +143,10 @@ class EpisodeRollout:
     def __call__(self, prompts: Sequence[str], trainer: GRPOTrainer) -> dict[str, list[Any]]:
         engine = self._engine(trainer)
         live = engine.backend.live() if isinstance(engine.backend, TrainerModelBackend) else nullcontext()
+        start = time.perf_counter()
         with live, asyncio.Runner() as runner:
             records = runner.run(self._play_all(engine, prompts))
+        elapsed = time.perf_counter() - start
         self.last_records = records
         self._calls += 1
         samples = [self._cut(prompt, record, engine) for prompt, record in zip(prompts, records, strict=True)]
@@ -151,6 +154,7 @@ class EpisodeRollout:
         if log is not None:
             for name, value in episode_stats(prompts, records).items():
                 log(f"episode/{name}", value)
+            log("episode/rollout_s", elapsed)  # generation, environment and rewards of this call
         return {
             "prompt_ids": [s.prompt_ids for s in samples],
             "completion_ids": [s.completion_ids for s in samples],

@@ -195,9 +195,13 @@ def train_rl(config: RLConfig) -> Path:
         trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(output)
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(output)
+        args = trainer.args
+        processes = trainer.accelerator.num_processes
         summary = {
             "steps": trainer.state.global_step,
             "prompts": len(trainer.train_dataset),
+            "processes": processes,
+            "episodes_per_step": args.per_device_train_batch_size * args.gradient_accumulation_steps * processes,
             "curriculum": None if curriculum is None else curriculum.history,
         }
         if curriculum is not None:

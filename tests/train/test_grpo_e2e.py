@@ -1,0 +1,192 @@
+"""Stage 2 end to end on CPU (fixed seed): a short GRPO run raises the mean total reward of a warm-started tiny
+model on its training prompts.
+
+The prompts are two easy first questions of the bundled example. The warm start is stage 1's SFT on protocol
+trajectories of both: each question's gold trajectory, and one answering it with the other question's SQL. The
+model so learns the protocol (execute, verify, answer) without learning which answer belongs to which question,
+the situation GRPO is for: the samples of a group differ in their answers (EX + EM + 0.8 clause F1 apart), and
+only the reward tells them apart. A tiny model that saw only gold trajectories would need hundreds of SFT steps
+to follow the protocol reliably, and a policy whose samples all fail gives GRPO no signal.
+
+The reward is measured before and after with the training sampling settings, as the mean total over many
+sampled episodes per prompt, through the same episode code as the rollout function. Every batch the trainer
+builds during the run is checked: its loss mask (TRL's ``completion_mask * tool_mask``) is 0 on every token of an
+environment segment of the episode records and 1 on every model token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtsql.data import Dialogue, read_dataset_file
+from mtsql.examples import load_example
+
+pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from mtsql.backends import TokenizerOnly, load_backend
+from mtsql.rewards import RewardConfig
+from mtsql.rollout import RolloutConfig, RolloutEngine
+from mtsql.train.data import sft_example
+from mtsql.train.gold import gold_records
+from mtsql.train.rl.config import RLConfig
+from mtsql.train.rl.episodes import parse_key
+from mtsql.train.rl.metrics import read_metrics
+from mtsql.train.rl.rollout import EpisodeRollout, cut_question
+from mtsql.train.rl.trainer import MTSQLGRPOTrainer, train_rl
+from mtsql.train.sft import SFTRunConfig, train_sft
+
+SEED = 0
+QUESTIONS = (0, 1)  # "Which artists are from Ireland?" and "List all stages." (dialogues 0 and 1, easy)
+SAMPLING = {"temperature": 0.5, "max_tokens": 64, "max_steps": 2}
+SFT_STEPS = 60
+GRPO_STEPS = 16
+EVAL_SAMPLES = 32
+
+
+@pytest.fixture(autouse=True)
+def example_cache(tmp_path: Path) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        yield
+
+
+def training_data(root: Path) -> list[Dialogue]:
+    """The two first questions as a SParC-format train split under ``root`` (with the example's database)."""
+    example = load_example("festival")
+    records = json.loads(example.dialogues.read_text(encoding="utf-8"))
+    chosen = [{**records[i], "interaction": records[i]["interaction"][:1]} for i in QUESTIONS]
+    for record in chosen:
+        record["final"] = record["interaction"][0]
+    (root / "sparc").mkdir(parents=True)
+    (root / "sparc" / "train.json").write_text(json.dumps(chosen), encoding="utf-8")
+    shutil.copytree(example.db_dir, root / "database")
+    return list(read_dataset_file(root / "sparc" / "train.json", "sparc", "train").dialogues)
+
+
+def warm_start(model: Path, dialogues: list[Dialogue], db_dir: Path, out: Path) -> Path:
+    """SFT on each question's gold trajectory and on one answering it with the other question's SQL."""
+    swapped = [
+        dataclasses.replace(d, turns=(dataclasses.replace(d.turns[0], query=other.turns[0].query),))
+        for d, other in zip(dialogues, dialogues[::-1], strict=True)
+    ]
+    engine = RolloutEngine(TokenizerOnly(str(model)), db_dir, RolloutConfig())
+    rows = [sft_example(record) for record in gold_records(engine, [*dialogues, *swapped])]
+    assert len(rows) == 4
+    data = out.with_suffix(".jsonl")
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    training = {
+        "max_steps": SFT_STEPS,
+        "learning_rate": 1e-2,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 6,
+        "save_strategy": "no",
+        "seed": SEED,
+        "disable_tqdm": True,
+    }
+    return train_sft(SFTRunConfig(str(model), [str(data)], str(out), training=training))
+
+
+def mean_reward(config: RLConfig, model: Path, dialogues: list[Dialogue], db_dir: Path) -> float:
+    """The mean total reward of ``EVAL_SAMPLES`` episodes of each training prompt, sampled as in training."""
+    rollout = EpisodeRollout(config, {d.id: d for d in dialogues}, db_dir, None)
+    sampling = config.sampling
+    engine = RolloutEngine(
+        load_backend("transformers", str(model), device="cpu", seed=SEED + 1),
+        db_dir,
+        RolloutConfig(
+            max_steps=sampling.max_steps,
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            history_mode=config.history_mode,
+        ),
+        rewards=config.rewards,
+    )
+
+    async def play_all() -> list[dict[str, Any]]:
+        episodes = [rollout.play(engine, f"{d.id}@0", s) for d in dialogues for s in range(EVAL_SAMPLES)]
+        return list(await asyncio.gather(*episodes))
+
+    totals = []
+    for record in asyncio.run(play_all()):
+        sample = cut_question(record, 0)
+        totals.append(0.0 if sample is None or sample.rewards is None else sample.rewards["total"])
+    return sum(totals) / len(totals)
+
+
+def check_loss_mask(output: dict[str, Any], records: list[dict[str, Any]], prompts: list[str]) -> int:
+    """Assert that the batch's loss mask is the records' model tokens exactly; returns the env tokens seen.
+
+    A row masked whole is an episode cut at a message's token limit (``mask_truncated_completions``)."""
+    loss_mask = (output["completion_mask"] * output["tool_mask"]).tolist()
+    env_tokens = 0
+    for row, record, prompt in zip(loss_mask, records, prompts, strict=True):
+        question = parse_key(prompt)[1]
+        model = [s for s in record["segments"] if s["kind"] == "model" and s["turn"] == question]
+        start, end = model[0]["start"], max(s["end"] for s in model)
+        kept = any(row)
+        for segment in record["segments"]:
+            if segment["start"] >= start and segment["end"] <= end:
+                bits = set(row[segment["start"] - start : segment["end"] - start])
+                if segment["kind"] == "env":
+                    env_tokens += segment["end"] - segment["start"]
+                assert bits == ({1} if kept and segment["kind"] == "model" else {0}), segment
+        assert set(row[end - start :]) <= {0}  # padding
+    return env_tokens
+
+
+@pytest.mark.slow
+def test_a_short_grpo_run_raises_the_mean_reward_on_its_training_prompts(tmp_path: Path) -> None:
+    from mtsql.models import build_tiny_model
+
+    data = tmp_path / "data"
+    dialogues = training_data(data)
+    tiny = build_tiny_model(tmp_path / "tiny", seed=SEED)
+    warm = warm_start(tiny, dialogues, data / "database", tmp_path / "warm")
+    config = RLConfig.from_dict(
+        {
+            "model": str(warm),
+            "output_dir": str(tmp_path / "rl"),
+            "data": {"dataset": "sparc", "split": "train", "data_dir": str(data)},
+            "num_generations": 8,
+            "sampling": SAMPLING,
+            "rewards": RewardConfig().to_dict(),
+            "training": {
+                "max_steps": GRPO_STEPS,
+                "per_device_train_batch_size": 16,  # both prompts, 8 samples each, every step
+                "learning_rate": 5e-4,
+                "warmup_steps": 2,
+                "loss_type": "grpo",
+                "mask_truncated_completions": True,
+                "save_strategy": "no",
+                "seed": SEED,
+                "disable_tqdm": True,
+            },
+        }
+    )
+    batches: list[int] = []
+    generate = MTSQLGRPOTrainer._generate_and_score_completions
+
+    def checked(self: MTSQLGRPOTrainer, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = generate(self, inputs)
+        batches.append(check_loss_mask(output, self.rollout_func.last_records, [row["prompt"] for row in inputs]))
+        return output
+
+    before = mean_reward(config, warm, dialogues, data / "database")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MTSQLGRPOTrainer, "_generate_and_score_completions", checked)
+        trained = train_rl(config)
+    after = mean_reward(config, trained, dialogues, data / "database")
+    print(f"mean total reward on the training prompts: {before:.3f} before GRPO, {after:.3f} after")
+    assert after >= before + 0.3, (before, after)
+    assert len(batches) == GRPO_STEPS and sum(batches) > 0  # every step checked, with tool replies in its batch
+    logged = [line["reward"] for line in read_metrics(trained / "metrics.jsonl") if "reward" in line]
+    assert len(logged) == GRPO_STEPS and any(value > 0 for value in logged)
