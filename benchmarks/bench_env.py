@@ -19,6 +19,8 @@ Every dialogue whose database exists (the others are skipped and counted) is run
   and answer steps run no SQL, so they add overhead with nothing to amortise it against.
 - The first pass (cold: schema texts with example values and SQL parses for the memory are built) and the
   best later pass (warm caches, as when a dialogue is sampled several times for GRPO) are reported separately.
+- Where the environment's own time goes, per ``exec_sql`` call of the best warm pass: each kind of step (and
+  ``reset``) with its count and its own time per step (SQLite excluded).
 - With ``--profile N``: the top N functions of a warm single-process pass by own time (cProfile).
 """
 
@@ -52,6 +54,8 @@ class PassResult:
     exec_step_sqlite_s: float  # inside execute() during those steps
     exec_calls: int
     steps: int
+    own_s: dict[str, float]  # the environment's own time (SQLite excluded) by what it did: reset or the action
+    counts: dict[str, int]
 
     @property
     def rate(self) -> float:
@@ -73,12 +77,16 @@ def replay(env: DialogueEnv, dialogues: list[Dialogue]) -> PassResult:
     sqlite_before = stats.sqlite_time_s
     env_s = elapsed = exec_step_s = exec_step_sqlite_s = 0.0
     calls = steps = 0
+    own_s: dict[str, float] = {"reset": 0.0}
+    counts: dict[str, int] = {"reset": len(dialogues)}
     start = perf()
     for dialogue in dialogues:
         policy = GoldPolicy(dialogue)
         t0 = perf()
         observation, info = env.reset(dialogue)
-        env_s += perf() - t0
+        reset_s = perf() - t0
+        env_s += reset_s
+        own_s["reset"] += reset_s
         done = False
         while not done:
             text = policy(observation, info)
@@ -89,6 +97,9 @@ def replay(env: DialogueEnv, dialogues: list[Dialogue]) -> PassResult:
             env_s += step_s
             done = terminated or truncated
             steps += 1
+            kind = str(info["action"])
+            own_s[kind] = own_s.get(kind, 0.0) + step_s - (stats.sqlite_time_s - sqlite_t0)
+            counts[kind] = counts.get(kind, 0) + 1
             if info["action"] == "exec_sql":
                 calls += 1
                 elapsed += info["exec"]["elapsed_s"]
@@ -96,7 +107,7 @@ def replay(env: DialogueEnv, dialogues: list[Dialogue]) -> PassResult:
                 exec_step_sqlite_s += stats.sqlite_time_s - sqlite_t0
     wall = perf() - start
     sqlite_s = stats.sqlite_time_s - sqlite_before
-    return PassResult(wall, env_s, sqlite_s, elapsed, exec_step_s, exec_step_sqlite_s, calls, steps)
+    return PassResult(wall, env_s, sqlite_s, elapsed, exec_step_s, exec_step_sqlite_s, calls, steps, own_s, counts)
 
 
 def _worker(args: tuple[str, str, list[Dialogue], int, object]) -> list[PassResult]:
@@ -114,6 +125,20 @@ def describe(label: str, result: PassResult) -> str:
         f"(executor elapsed_s {result.executor_elapsed_s * 1e3:.1f} ms), "
         f"overhead {100 * result.overhead:.1f}% of SQLite time "
         f"(exec_sql steps alone: {100 * result.exec_step_overhead:.1f}%); {result.steps} steps"
+    )
+
+
+def breakdown(result: PassResult) -> str:
+    """The environment's own time per exec_sql call, by what it spends it on, beside SQLite's time per call."""
+    calls = result.exec_calls
+    parts = ", ".join(
+        f"{kind} {1e6 * own / calls:.1f} us ({result.counts[kind]} x {1e6 * own / result.counts[kind]:.1f})"
+        for kind, own in sorted(result.own_s.items(), key=lambda item: -item[1])
+    )
+    own = sum(result.own_s.values())
+    return (
+        f"  per exec_sql call: environment {1e6 * own / calls:.1f} us = {parts}; "
+        f"inside execute() {1e6 * result.sqlite_s / calls:.1f} us"
     )
 
 
@@ -144,6 +169,7 @@ def main() -> None:
     print(describe("single process, pass 1 (cold)", results[0]))
     best = min(results[1:], key=lambda r: r.wall_s)
     print(describe("single process, best warm pass", best))
+    print(breakdown(best))
 
     if args.workers > 1:
         shards = [runnable[i :: args.workers] for i in range(args.workers)]
