@@ -15,7 +15,7 @@ Run from the repository root (with the ``train`` extra; ``vllm`` too for ``--bac
 The prompts are the bundled festival example's questions (gold earlier turns as context, oracle history, as
 the recipes). Each step is ``--prompts`` x ``--num-generations`` episodes, one optimizer step (no gradient
 accumulation), lr 1e-6, bf16 on a GPU (float32 on a CPU), TRL's defaults otherwise. ``--shape tiny`` builds the
-test suite's tiny model, a smoke run for a CPU. The model is built into ``OUT/model`` once and reused.
+test suite's tiny model, a smoke run for a CPU. The model is built into ``OUT/model-SHAPE`` once and reused.
 
 It prints and writes ``OUT/bench.json``: the device, the versions, the model's sizes, and per step TRL's
 ``step_time``, the seconds the rollout function spent on the episodes (``episode/rollout_s``), the tokens of
@@ -35,6 +35,7 @@ import argparse
 import json
 import platform
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -67,7 +68,7 @@ def build_checkpoint(args: argparse.Namespace, cuda: bool) -> Path:
 
     if args.model:
         return Path(args.model)
-    path = args.out / "model"
+    path = args.out / f"model-{args.shape}"
     if (path / "config.json").is_file():
         return path
     start = time.perf_counter()
@@ -123,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     model = build_checkpoint(args, cuda)
     config = run_config(args, model, cuda)
+    shutil.rmtree(config.output_dir, ignore_errors=True)  # a fresh run, never a resumed one
     metrics_path = Path(config.output_dir) / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)  # a fresh run: no resume from an earlier benchmark's checkpoint
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
