@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_steps": args.max_steps,
         "backend": args.backend if args.backend == "trainer" else f"vllm-{args.vllm_mode}",
         "gradient_checkpointing": not args.no_gradient_checkpointing,
+        "precision": "float32 weights (TRL's default), bf16 autocast" if cuda else "float32",
         "wall_s": wall,
         "steps": per_step,
         "mean_step_time_s": sum(s["step_time_s"] for s in later) / len(later),
