@@ -52,11 +52,51 @@ GRPO_STEPS = 16
 EVAL_SAMPLES = 32
 
 
-@pytest.fixture(autouse=True)
-def example_cache(tmp_path: Path) -> Iterator[None]:
+@pytest.fixture(scope="module", autouse=True)
+def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Dialogue], Path]:
+    """The training data folder, its two dialogues, and the SFT warm-started tiny model."""
+    from mtsql.models import build_tiny_model
+
+    root = tmp_path_factory.mktemp("warm")
+    dialogues = training_data(root / "data")
+    tiny = build_tiny_model(root / "tiny", seed=SEED)
+    return root / "data", dialogues, warm_start(tiny, dialogues, root / "data" / "database", root / "warm")
+
+
+def run_config(model: Path, data: Path, out: Path, **training: Any) -> RLConfig:
+    """G=8 samples of both prompts every step, the test's sampling settings and the default reward weights."""
+    settings = {
+        "max_steps": GRPO_STEPS,
+        "per_device_train_batch_size": 16,  # both prompts, 8 samples each, every step
+        "learning_rate": 5e-4,
+        "warmup_steps": 2,
+        "loss_type": "grpo",
+        "mask_truncated_completions": True,
+        "save_strategy": "no",
+        "seed": SEED,
+        "disable_tqdm": True,
+        **training,
+    }
+    lora = settings.pop("lora", None)
+    return RLConfig.from_dict(
+        {
+            "model": str(model),
+            "output_dir": str(out),
+            "data": {"dataset": "sparc", "split": "train", "data_dir": str(data)},
+            "num_generations": 8,
+            "sampling": SAMPLING,
+            "rewards": RewardConfig().to_dict(),
+            "training": settings,
+            **({"lora": lora} if lora else {}),
+        }
+    )
 
 
 def training_data(root: Path) -> list[Dialogue]:
@@ -144,34 +184,11 @@ def check_loss_mask(output: dict[str, Any], records: list[dict[str, Any]], promp
 
 
 @pytest.mark.slow
-def test_a_short_grpo_run_raises_the_mean_reward_on_its_training_prompts(tmp_path: Path) -> None:
-    from mtsql.models import build_tiny_model
-
-    data = tmp_path / "data"
-    dialogues = training_data(data)
-    tiny = build_tiny_model(tmp_path / "tiny", seed=SEED)
-    warm = warm_start(tiny, dialogues, data / "database", tmp_path / "warm")
-    config = RLConfig.from_dict(
-        {
-            "model": str(warm),
-            "output_dir": str(tmp_path / "rl"),
-            "data": {"dataset": "sparc", "split": "train", "data_dir": str(data)},
-            "num_generations": 8,
-            "sampling": SAMPLING,
-            "rewards": RewardConfig().to_dict(),
-            "training": {
-                "max_steps": GRPO_STEPS,
-                "per_device_train_batch_size": 16,  # both prompts, 8 samples each, every step
-                "learning_rate": 5e-4,
-                "warmup_steps": 2,
-                "loss_type": "grpo",
-                "mask_truncated_completions": True,
-                "save_strategy": "no",
-                "seed": SEED,
-                "disable_tqdm": True,
-            },
-        }
-    )
+def test_a_short_grpo_run_raises_the_mean_reward_on_its_training_prompts(
+    warm: tuple[Path, list[Dialogue], Path], tmp_path: Path
+) -> None:
+    data, dialogues, model = warm
+    config = run_config(model, data, tmp_path / "rl")
     batches: list[int] = []
     generate = MTSQLGRPOTrainer._generate_and_score_completions
 
@@ -180,7 +197,7 @@ def test_a_short_grpo_run_raises_the_mean_reward_on_its_training_prompts(tmp_pat
         batches.append(check_loss_mask(output, self.rollout_func.last_records, [row["prompt"] for row in inputs]))
         return output
 
-    before = mean_reward(config, warm, dialogues, data / "database")
+    before = mean_reward(config, model, dialogues, data / "database")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(MTSQLGRPOTrainer, "_generate_and_score_completions", checked)
         trained = train_rl(config)
@@ -190,3 +207,24 @@ def test_a_short_grpo_run_raises_the_mean_reward_on_its_training_prompts(tmp_pat
     assert len(batches) == GRPO_STEPS and sum(batches) > 0  # every step checked, with tool replies in its batch
     logged = [line["reward"] for line in read_metrics(trained / "metrics.jsonl") if "reward" in line]
     assert len(logged) == GRPO_STEPS and any(value > 0 for value in logged)
+
+
+@pytest.mark.slow
+def test_lora_with_a_kl_penalty(warm: tuple[Path, list[Dialogue], Path], tmp_path: Path) -> None:
+    """``lora``: only the adapters train and the saved model is the merged one; ``beta > 0``: the KL to the
+    reference (the adapters switched off) is logged and grows from 0 as the policy moves."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    data, _, model = warm
+    lora = {"r": 8, "alpha": 16, "dropout": 0.0}
+    config = run_config(model, data, tmp_path / "rl", max_steps=4, learning_rate=5e-3, beta=0.04, lora=lora)
+    trained = train_rl(config)
+    kl = [line["kl"] for line in read_metrics(trained / "metrics.jsonl") if "reward" in line]
+    assert len(kl) == 4 and kl[0] == pytest.approx(0, abs=1e-6) and max(kl) > 0
+    assert not (trained / "adapter_config.json").exists()
+    after = AutoModelForCausalLM.from_pretrained(trained).state_dict()
+    before = AutoModelForCausalLM.from_pretrained(model).state_dict()
+    assert after.keys() == before.keys()  # merged: no lora_ weights left
+    moved = {name for name, weight in after.items() if not torch.equal(weight, before[name])}
+    assert moved and all(name.endswith("proj.weight") for name in moved)  # the adapted linear layers only
