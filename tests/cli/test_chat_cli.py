@@ -67,7 +67,7 @@ def test_each_kind_of_step_is_shown(db: Path) -> None:
     """A gold replay's steps: SQL with its result table, verdicts, the memory check; then a malformed one."""
     from rich.console import Console
 
-    from mtsql.cli.chat import _show_step
+    from mtsql.cli.render import show_step
 
     example = load_example("festival")
     dialogue = read_dataset_file(example.dialogues, "sparc", "example").dialogues[0]
@@ -81,7 +81,7 @@ def test_each_kind_of_step_is_shown(db: Path) -> None:
     out = io.StringIO()
     console = Console(file=out, width=200, highlight=False)
     for step in steps:
-        _show_step(console, db, step)
+        show_step(console, step, db)
     shown = out.getvalue()
     assert "exec_sql: SELECT name FROM artist WHERE country = 'Ireland'" in shown
     assert "The Lanterns" in shown and "Saltwater Choir" in shown  # the result table
@@ -90,7 +90,7 @@ def test_each_kind_of_step_is_shown(db: Path) -> None:
     malformed = {**steps[0], "error_kind": "no_action", "error": "no tool call", "text": "<think>hmm</think> x",
                  "verdict": None, "action": None}  # fmt: skip
     out.truncate(0)
-    _show_step(console, db, malformed)
+    show_step(console, malformed, db)
     assert "hmm" in out.getvalue() and "malformed (no_action): no tool call" in out.getvalue()
 
 

@@ -26,14 +26,13 @@ from mtsql.cli.common import (
     backend_options,
     quiet_hub,
 )
+from mtsql.cli.render import escape, show_result, show_step
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from mtsql.rollout.engine import Episode
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_SHOWN_ROWS = 10
 
 
 def register(app: typer.Typer) -> None:
@@ -118,7 +117,7 @@ def chat_command(
                         episode = engine.start(dialogue)
                     else:
                         episode.add_question(text)
-                    runner.run(episode.play(lambda step: _show_step(console, linked, step), one_question=True))
+                    runner.run(episode.play(lambda step: show_step(console, step, linked), one_question=True))
                 except (BackendError, RuntimeError) as err:
                     console.print(f"[red]{err}[/red]")
                     break
@@ -145,55 +144,11 @@ def _next_question(console: Console, questions: Any) -> str | None:
     return None if text.lower() in ("", "exit", "quit") else text
 
 
-def _show_step(console: Console, db: Path, step: dict[str, Any]) -> None:
-    """One assistant message: its thinking, its action and what came back."""
-    console.rule(f"question {step['turn'] + 1}, step {step['step']}", style="dim")
-    for thought in _THINK.findall(step["text"]):
-        if thought.strip():
-            console.print(f"[dim italic]{_escape(thought.strip())}[/dim italic]")
-    verdict = step["verdict"]
-    if verdict is not None:
-        colour = "green" if verdict["value"] == "pass" else "yellow"
-        console.print(f"{verdict['tag']}: [{colour}]{verdict['value']}[/{colour}]")
-    if step["error_kind"] is not None:
-        console.print(f"[red]malformed ({step['error_kind']}):[/red] {_escape(step['error'] or '')}")
-        console.print(f"[dim]{_escape(' '.join(step['text'].split())[-300:])}[/dim]")
-    elif step["action"] == "exec_sql":
-        console.print(f"exec_sql: [bold]{_escape(step['sql'] or '')}[/bold]")
-        _show_result(console, db, step["sql"] or "")
-    elif step["action"] == "memory_retrieve":
-        console.print("memory_retrieve: checking coherence with the earlier questions")
-
-
 def _show_final(console: Console, db: Path, episode: Episode) -> None:
     record = episode.env.record
     assert record is not None
     turn = record.turns[-1]
     how = "answered" if turn.answered else "budget used up; last executed SQL taken"
-    console.print(f"[bold green]final SQL[/bold green] ({how}): [bold]{_escape(turn.final_sql or '(none)')}[/bold]")
+    console.print(f"[bold green]final SQL[/bold green] ({how}): [bold]{escape(turn.final_sql or '(none)')}[/bold]")
     if turn.final_sql:
-        _show_result(console, db, turn.final_sql)
-
-
-def _show_result(console: Console, db: Path, sql: str) -> None:
-    """The SQL's result as a table (the first rows), or its error."""
-    from rich.table import Table
-
-    from mtsql.sql.executor import execute
-
-    result = execute(db, sql, max_rows=_SHOWN_ROWS)
-    if not result.ok:
-        console.print(f"[red]error:[/red] {_escape(result.error or '')}")
-        return
-    table = Table(*[_escape(c) for c in result.columns], show_lines=False)
-    for row in result.rows:
-        table.add_row(*[_escape(repr(v) if isinstance(v, bytes) else str(v)) for v in row])
-    console.print(table)
-    if result.truncated:
-        console.print(f"[dim](first {_SHOWN_ROWS} rows)[/dim]")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+        show_result(console, db, turn.final_sql)
