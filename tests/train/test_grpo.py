@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mtsql.data import Dialogue, Turn, read_dataset_file
-from mtsql.examples import load_example
+from mtsql.data import Dialogue, Turn
 from mtsql.rewards import COMPONENTS, RewardConfig
 from mtsql.train.rl.config import RLConfig
 from mtsql.train.rl.episodes import episode_key, episode_rows, parse_key
@@ -27,30 +25,6 @@ from mtsql.train.gold import gold_records
 from mtsql.train.rl.rollout import REWARDS_FIELD, ComponentReward, cut_dialogue, cut_question, reward_functions
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mtsql.models import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def example() -> Any:
-    return load_example("festival")
-
-
-@pytest.fixture(scope="module")
-def dialogues(example: Any) -> list[Dialogue]:
-    return list(read_dataset_file(example.dialogues, "sparc", "example").dialogues)
 
 
 def run_config(checkpoint: Path, out: Path, **overrides: Any) -> RLConfig:

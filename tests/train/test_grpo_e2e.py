@@ -20,7 +20,6 @@ import asyncio
 import dataclasses
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +49,6 @@ SAMPLING = {"temperature": 0.5, "max_tokens": 64, "max_steps": 2}
 SFT_STEPS = 60
 GRPO_STEPS = 16
 EVAL_SAMPLES = 32
-
-
-@pytest.fixture(scope="module", autouse=True)
-def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
 
 
 @pytest.fixture(scope="module")
