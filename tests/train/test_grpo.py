@@ -367,7 +367,8 @@ def test_a_run_logs_every_component_checkpoints_resumes_and_plots(checkpoint: Pa
         assert set(logged[f"train/{name}"]) == {1, 2, 3}, name  # curriculum/stage is in the end-of-run log too
     result = CliRunner().invoke(app, ["rl", "plot", "--metrics", str(output / "metrics.jsonl"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    for stem in ("reward", *(f"reward_{name}" for name in COMPONENTS), "response_length", "curriculum", "overview"):
+    stems = ("reward", *(f"reward_{name}" for name in COMPONENTS), "response_length", "curriculum", "time", "overview")
+    for stem in stems:
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000, stem
 
 

@@ -54,8 +54,8 @@ def plot_command(
     metrics: Annotated[Path, typer.Option("--metrics", "-m", help="A run's metrics.jsonl.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNG files.")],
 ) -> None:
-    """Plot the total reward, each reward component, the response length (model tokens) and the curriculum stage
-    over the steps: one PNG each and overview.png."""
+    """Plot the total reward, each reward component, the response length (model tokens), the curriculum stage and
+    the seconds per step (and generating the episodes) over the steps: one PNG each and overview.png."""
     from mtsql.train.rl.metrics import plot_metrics
 
     try:

@@ -37,6 +37,7 @@ PLOTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     *((f"reward_{name}", f"reward component: {name}", (f"rewards/{name}/mean",)) for name in COMPONENTS),
     ("response_length", "response length (model tokens)", ("completions/mean_length",)),
     ("curriculum", "curriculum stage", ("curriculum/stage",)),
+    ("time", "seconds per step: all, and generating the episodes", ("step_time", "episode/rollout_s")),
 )
 
 
@@ -88,6 +89,8 @@ def _series(lines: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, t
 def _draw(axes: Any, title: str, series: dict[str, tuple[list[int], list[float]]]) -> None:
     for key, (steps, values) in series.items():
         axes.plot(steps, values, marker="." if len(steps) < 50 else None, label=key)
+    if len(series) > 1:
+        axes.legend(fontsize="small")
     axes.set_title(title)
     axes.set_xlabel("step")
     axes.grid(alpha=0.3)
