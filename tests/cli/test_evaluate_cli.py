@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,27 @@ def test_missing_tables_json_is_a_clear_error(example: Example, tmp_path: Path) 
     args[args.index("--table") + 1] = str(tmp_path / "tables.json")
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_accuracy_plots(example: Example, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    from mtsql.eval.plots import accuracy_groups
+
+    summary = tmp_path / "summary.json"
+    result = runner.invoke(app, [*_args(example), "--plot", str(tmp_path / "plots"), "--json", str(summary)])
+    assert result.exit_code == 0, result.output
+    for stem in ("accuracy_by_hardness", "accuracy_by_turn"):
+        assert (tmp_path / "plots" / f"{stem}.png").stat().st_size > 5000
+    groups = accuracy_groups(json.loads(summary.read_text()))
+    _, labels, values = groups["accuracy_by_hardness"]
+    assert labels == ["easy\n(27)", "medium\n(41)", "hard\n(22)", "extra\n(17)", "all\n(107)"]
+    assert values["execution match (EX)"][-1] == pytest.approx(100 * 75 / 107)
+    _, labels, values = groups["accuracy_by_turn"]
+    assert labels == ["turn 1\n(36)", "turn 2\n(36)", "turn 3\n(31)", "turn 4\n(4)"]  # no empty "turn > 4"
+    assert values["exact set match (EM)"][0] == pytest.approx(100 * 33 / 36)
+    exec_only = tmp_path / "exec.json"
+    result = runner.invoke(app, [*_args(example), "--etype", "exec", "--json", str(exec_only)])
+    assert list(accuracy_groups(json.loads(exec_only.read_text()))["accuracy_by_turn"][2]) == ["execution match (EX)"]
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+    result = runner.invoke(app, [*_args(example), "--plot", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "needs matplotlib" in result.output and not (tmp_path / "none").exists()

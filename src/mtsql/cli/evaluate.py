@@ -52,6 +52,10 @@ def evaluate(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the whole summary as JSON to this file.")
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write accuracy_by_hardness.png and accuracy_by_turn.png here (matplotlib)."),
+    ] = None,
     output_format: Annotated[
         str,
         typer.Option(
@@ -102,6 +106,11 @@ def evaluate(
         raise typer.BadParameter("exact set match needs the tables.json file", param_hint="--table")
     if not db.is_dir():
         raise typer.BadParameter(f"{db} is not a folder", param_hint="--db")
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise typer.BadParameter("needs matplotlib: pip install matplotlib", param_hint="--plot") from None
     start = time.perf_counter()
     try:
         gold_sessions = read_gold_file(gold)
@@ -129,6 +138,10 @@ def evaluate(
             for session in results:
                 for r in session:
                     f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+    if plot is not None:
+        from mtsql.eval.plots import plot_accuracy
+
+        plot_accuracy(summary.to_json(), plot)
     if json_out is not None:
         data = summary.to_json()
         data["files"] = {
