@@ -42,6 +42,15 @@ class LoraSettings:
     dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
 
+    def peft_config(self) -> Any:
+        """peft's ``LoraConfig`` of these settings, for a causal LM (SFT and GRPO alike)."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.target_modules,
+            task_type="CAUSAL_LM",
+        )  # fmt: skip
+
 
 @dataclass(slots=True)
 class SFTRunConfig:
@@ -129,15 +138,7 @@ def build_trainer(config: SFTRunConfig, train_dataset: Any | None = None) -> Any
         # TRL defaults to bf16, which a CPU run cannot use.
         **{**TRAINING_DEFAULTS, **({} if torch.cuda.is_available() else {"bf16": False}), **config.training},
     )
-    peft_config = None
-    if config.lora is not None:
-        from peft import LoraConfig
-
-        lora = config.lora
-        peft_config = LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-            task_type="CAUSAL_LM",
-        )  # fmt: skip
+    peft_config = config.lora.peft_config() if config.lora is not None else None
     return SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )

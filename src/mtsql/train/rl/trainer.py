@@ -149,15 +149,7 @@ def build_trainer(config: RLConfig) -> MTSQLGRPOTrainer:
         callbacks.append(CurriculumCallback(curriculum))
         if curriculum.dropped:
             log.warning("curriculum: stage(s) %s select no prompt and are skipped", ", ".join(curriculum.dropped))
-    peft_config = None
-    if config.lora is not None:
-        from peft import LoraConfig
-
-        lora = config.lora
-        peft_config = LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-            task_type="CAUSAL_LM",
-        )  # fmt: skip
+    peft_config = config.lora.peft_config() if config.lora is not None else None
     rollout = EpisodeRollout(config, {d.id: d for d in dialogues}, source.db_dir, source.tables)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
