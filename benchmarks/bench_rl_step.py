@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         for i, line in enumerate(steps)
     ]
     later = per_step[1:] or per_step
-    memory: dict[str, float] = {}
+    memory: dict[str, float]
     if cuda:
         memory = {
             "max_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,

@@ -231,26 +231,14 @@ def test_the_rollout_function_returns_one_token_exact_completion_per_prompt(trai
                 assert out["logprobs"][i][j] == pytest.approx(expected[j].item(), abs=1e-4)
 
 
-def test_no_environment_token_ever_enters_the_loss(trainer: Any, batch: list[dict]) -> None:
+def test_no_environment_token_ever_enters_the_loss(trainer: Any, batch: list[dict], check_loss_mask: Any) -> None:
     """TRL's own batch: its loss mask (completion_mask * tool_mask) is exactly the episodes' model-token mask."""
     output = trainer._generate_and_score_completions([dict(row) for row in batch])
     records = trainer.rollout_func.last_records
-    loss_mask = (output["completion_mask"] * output["tool_mask"]).tolist()
-    env_tokens = 0
-    for row, record, prompt in zip(loss_mask, records, [r["prompt"] for r in batch], strict=True):
-        question = parse_key(prompt)[1]
-        start = next(s["start"] for s in record["segments"] if s["kind"] == "model" and s["turn"] == question)
-        end = max(s["end"] for s in record["segments"] if s["kind"] == "model" and s["turn"] == question)
-        for segment in record["segments"]:
-            if segment["start"] >= start and segment["end"] <= end:
-                bits = set(row[segment["start"] - start : segment["end"] - start])
-                if segment["kind"] == "env":
-                    env_tokens += segment["end"] - segment["start"]
-                    assert bits == {0}, segment
-                else:
-                    assert bits == {1}, segment
-        assert set(row[end - start :]) <= {0}  # padding
+    assert not trainer.args.mask_truncated_completions  # so every model token must be in the loss
+    env_tokens = check_loss_mask(output, records, [r["prompt"] for r in batch])
     assert env_tokens > 0  # the batch does have tool replies inside its completions
+    loss_mask = (output["completion_mask"] * output["tool_mask"]).tolist()
     assert output["num_items_in_batch"].item() == sum(map(sum, loss_mask))
 
 

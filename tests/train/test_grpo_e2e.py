@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,12 @@ from mtsql.rollout import RolloutConfig, RolloutEngine
 from mtsql.train.data import sft_example
 from mtsql.train.gold import gold_records
 from mtsql.train.rl.config import RLConfig
-from mtsql.train.rl.episodes import parse_key
 from mtsql.train.rl.metrics import read_metrics
 from mtsql.train.rl.rollout import EpisodeRollout, cut_question
 from mtsql.train.rl.trainer import MTSQLGRPOTrainer, train_rl
 from mtsql.train.sft import SFTRunConfig, train_sft
 
-SEED = 0
+SEED = int(os.environ.get("MTSQL_GRPO_E2E_SEED", "0"))  # another seed: to see how the result varies
 QUESTIONS = (0, 1)  # "Which artists are from Ireland?" and "List all stages." (dialogues 0 and 1, easy)
 SAMPLING = {"temperature": 0.5, "max_tokens": 64, "max_steps": 2}
 SFT_STEPS = 60
@@ -154,30 +154,9 @@ def mean_reward(config: RLConfig, model: Path, dialogues: list[Dialogue], db_dir
     return sum(totals) / len(totals)
 
 
-def check_loss_mask(output: dict[str, Any], records: list[dict[str, Any]], prompts: list[str]) -> int:
-    """Assert that the batch's loss mask is the records' model tokens exactly; returns the env tokens seen.
-
-    A row masked whole is an episode cut at a message's token limit (``mask_truncated_completions``)."""
-    loss_mask = (output["completion_mask"] * output["tool_mask"]).tolist()
-    env_tokens = 0
-    for row, record, prompt in zip(loss_mask, records, prompts, strict=True):
-        question = parse_key(prompt)[1]
-        model = [s for s in record["segments"] if s["kind"] == "model" and s["turn"] == question]
-        start, end = model[0]["start"], max(s["end"] for s in model)
-        kept = any(row)
-        for segment in record["segments"]:
-            if segment["start"] >= start and segment["end"] <= end:
-                bits = set(row[segment["start"] - start : segment["end"] - start])
-                if segment["kind"] == "env":
-                    env_tokens += segment["end"] - segment["start"]
-                assert bits == ({1} if kept and segment["kind"] == "model" else {0}), segment
-        assert set(row[end - start :]) <= {0}  # padding
-    return env_tokens
-
-
 @pytest.mark.slow
 def test_a_short_grpo_run_raises_the_mean_reward_on_its_training_prompts(
-    warm: tuple[Path, list[Dialogue], Path], tmp_path: Path
+    warm: tuple[Path, list[Dialogue], Path], tmp_path: Path, check_loss_mask: Any
 ) -> None:
     data, dialogues, model = warm
     config = run_config(model, data, tmp_path / "rl")
@@ -186,7 +165,8 @@ def test_a_short_grpo_run_raises_the_mean_reward_on_its_training_prompts(
 
     def checked(self: MTSQLGRPOTrainer, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = generate(self, inputs)
-        batches.append(check_loss_mask(output, self.rollout_func.last_records, [row["prompt"] for row in inputs]))
+        prompts = [row["prompt"] for row in inputs]
+        batches.append(check_loss_mask(output, self.rollout_func.last_records, prompts, truncated_masked=True))
         return output
 
     before = mean_reward(config, model, dialogues, data / "database")
