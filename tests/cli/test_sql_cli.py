@@ -100,6 +100,20 @@ def test_hostile_or_broken_queries_fail_and_change_nothing(
     assert sorted(os.listdir(db.parent)) + sorted(os.listdir(tmp_path)) == listing
 
 
+def test_query_may_start_with_a_comment_or_dash(db: Path, tmp_path: Path) -> None:
+    """Model SQL often opens with "-- ...": it is the query, not an unknown option."""
+    code, out = invoke("--db", str(db), "-- count them\nSELECT count(*) FROM t")
+    assert code == 0 and out["rows"] == [[20]]
+    before = digest(db)
+    code, out = invoke("--db", str(db), "-- harmless?\nDELETE FROM t")
+    assert code == 1 and out["error"] == "not allowed: write operations (DELETE) are forbidden"
+    code, out = invoke("--db", str(db), "-x")
+    assert code == 1 and "syntax error" in out["error"]
+    assert digest(db) == before
+    code, out = invoke("--db", str(db), "--", "-- after the separator\nSELECT 1")
+    assert code == 0 and out["rows"] == [[1]]
+
+
 def test_time_limit(db: Path) -> None:
     runaway = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT count(*) FROM r"
     code, out = invoke("--db", str(db), "--timeout", "0.3", runaway)

@@ -93,6 +93,29 @@ def test_views_cte_recursive_cte_window_and_explain_are_allowed(db: Path) -> Non
     assert execute(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").rows == [("t",), ("u",)]
 
 
+def test_json_table_valued_functions_are_allowed(db: Path) -> None:
+    assert execute(db, "SELECT value FROM json_each('[3, 4]')").rows == [(3,), (4,)]
+    assert execute(db, "SELECT count(*) FROM t, json_each(json_array(t.id, t.name)) WHERE t.id <= 2").rows == [(4,)]
+    assert execute(db, """SELECT fullkey FROM json_tree('{"a": [1]}') WHERE atom IS NOT NULL""").rows == [("$.a[0]",)]
+
+
+def test_other_virtual_tables_stay_unavailable_and_leak_no_earlier_sql(db: Path) -> None:
+    """sqlite_stmt lists the statements cached on the connection: a model must not read a reward's gold SQL."""
+    assert execute(db, "SELECT name FROM t WHERE id = 42 /* gold */").ok
+    for _ in range(2):  # a refused first use must not register the table for the next query
+        for sql in (
+            "SELECT sql FROM sqlite_stmt",
+            "SELECT * FROM dbstat",
+            "WITH s AS (SELECT * FROM sqlite_stmt) SELECT * FROM s",
+        ):
+            result = execute(db, sql)
+            assert not result.ok and result.error_kind == "not_allowed", sql
+            assert result.error == (
+                "not allowed: this virtual table is not available "
+                "(the table-valued functions allowed: json_each, json_tree)"
+            )
+
+
 def test_introspection_pragmas_are_allowed(db: Path) -> None:
     assert [row[1] for row in execute(db, "PRAGMA table_info(t)").rows] == ["id", "name", "score", "data"]
     assert execute(db, "SELECT name FROM pragma_table_info('u') ORDER BY cid").rows == [
@@ -195,6 +218,31 @@ HOSTILE = [
     "ANALYZE t",
     "SELECT load_extension('{path}')",
     "SELECT load_extension('libsqlite3_mod')",
+    "SELECT fts3_tokenizer('simple')",
+    "INSERT INTO t (name) VALUES ('x') RETURNING id",
+    "DELETE FROM t RETURNING *",
+    "UPDATE t SET name = 'x' RETURNING name",
+    "CREATE TEMP TRIGGER z AFTER INSERT ON t BEGIN SELECT 1; END",
+    "PRAGMA main.journal_mode = WAL",
+    "PRAGMA temp.journal_mode = WAL",
+    "PRAGMA cache_size = -2000000",
+    "PRAGMA mmap_size = 1000000000",
+    "PRAGMA hard_heap_limit = 1",
+    "PRAGMA soft_heap_limit = 1",
+    "PRAGMA temp_store_directory = '{path}'",
+    "PRAGMA busy_timeout = 100000",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA trusted_schema = ON",
+    "PRAGMA integrity_check",
+    "SELECT * FROM pragma_journal_mode('wal')",
+    "SELECT * FROM pragma_user_version(7)",
+    "SELECT * FROM sqlite_stmt",
+    "SELECT * FROM dbstat",
+    "ATTACH ':memory:' AS m",
+    "ATTACH 'file:{path}?mode=rwc' AS m",
+    "VACUUM INTO 'file:{path}'",
+    "-- looks like a comment\nDELETE FROM t",
+    "/* c */ DROP TABLE t",
     "SELECT 1; DROP TABLE t",
     "SELECT 1; DELETE FROM t;",
     "SELECT 1;; VACUUM INTO '{path}'",

@@ -13,7 +13,8 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="sql")(sql_command)
+    # SQL often starts with a "-- comment": such a query is the argument, not an unknown option
+    app.command(name="sql", context_settings={"ignore_unknown_options": True})(sql_command)
 
 
 def sql_command(

@@ -117,6 +117,10 @@ TextErrors = Literal["strict", "replace", "ignore"]
 _ALLOWED_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list", "table_list"}
 )
+# Read-only table-valued functions a query may use. The other eponymous virtual tables stay unavailable:
+# sqlite_stmt would show the SQL of earlier executions on the same cached connection (gold queries run by a
+# reward, for one), dbstat the file's page layout.
+_TABLE_FUNCTIONS = ("json_each", "json_tree")
 _SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_schema", "sqlite_temp_schema"})
 _DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer"})
 
@@ -338,12 +342,12 @@ def _open(
         conn.execute("PRAGMA query_only = ON")
         conn.execute("PRAGMA trusted_schema = OFF")
         conn.execute("PRAGMA temp_store = FILE")
-        # The first use of an eponymous pragma table (pragma_table_info(...)) registers it in the in-memory
-        # schema, which the authorizer would see as an UPDATE of sqlite_master; do it now, before the
-        # authorizer is installed, so that later reads are plain reads.
-        for pragma in sorted(_ALLOWED_PRAGMAS):
+        # The first use of an eponymous virtual table (pragma_table_info(...), json_each(...)) registers it in
+        # the in-memory schema, which the authorizer would see as an UPDATE of sqlite_master; do it now for the
+        # allowed ones, before the authorizer is installed, so that later uses are plain reads.
+        for table in (*(f"pragma_{pragma}" for pragma in sorted(_ALLOWED_PRAGMAS)), *_TABLE_FUNCTIONS):
             with contextlib.suppress(sqlite3.Error):
-                conn.execute(f"SELECT * FROM pragma_{pragma}('') LIMIT 0").fetchall()
+                conn.execute(f"SELECT * FROM {table}('') LIMIT 0").fetchall()
     except sqlite3.Error as exc:
         conn.close()
         raise _OpenError(f"cannot open database {path}: {exc}", "sql") from exc
@@ -442,6 +446,9 @@ def _translate(exc: Exception, state: _ConnState, timeout: float, sql: str) -> t
             word = match.group(1).upper() if match else ""
             if word in ("CREATE", "DROP", "ALTER", "ANALYZE"):
                 denied = denied.replace("(schema change)", f"({word})")
+            elif word in ("SELECT", "WITH", "VALUES"):  # a query naming an unavailable eponymous virtual table
+                functions = ", ".join(_TABLE_FUNCTIONS)
+                denied = f"this virtual table is not available (the table-valued functions allowed: {functions})"
         return f"not allowed: {denied}", "not_allowed"
     if "one statement at a time" in message:
         return "only one statement is allowed", "multi_statement"
