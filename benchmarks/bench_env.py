@@ -3,7 +3,7 @@
 Run from the repository root (data from ``MTSQL_DATA_DIR``, default ``../shared/data``)::
 
     .venv/bin/python benchmarks/bench_env.py [--data-dir ../shared/data] [--dataset sparc] [--passes 3]
-        [--workers 2] [--history-mode predicted] [--profile 15]
+        [--workers 2] [--history-mode predicted] [--profile 15] [--limit N]
 
 Every dialogue whose database exists (the others are skipped and counted) is run through
 :class:`mtsql.env.DialogueEnv` by :class:`mtsql.env.GoldPolicy`: ``exec_sql`` the gold SQL, ``exec_verify``,
@@ -21,6 +21,11 @@ Every dialogue whose database exists (the others are skipped and counted) is run
   best later pass (warm caches, as when a dialogue is sampled several times for GRPO) are reported separately.
 - Where the environment's own time goes, per ``exec_sql`` call of the best warm pass: each kind of step (and
   ``reset``) with its count and its own time per step (SQLite excluded).
+- The protocol floor: a lower bound of any environment's own time on the same replay, timing only the work
+  the protocol cannot skip, on the texts and results of a recorded warm pass: scanning each message for its
+  tags, ``json.loads`` of each tool call, the ``repr`` of the rows each reply shows, and one ``str.format`` per
+  reply and question text (no records, no ``info``, no dispatch). It says how far under the SQLite time an
+  environment in CPython can get on these small databases.
 - With ``--profile N``: the top N functions of a warm single-process pass by own time (cProfile).
 """
 
@@ -28,10 +33,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
+import json
 import multiprocessing
 import os
 import pstats
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +50,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from mtsql.data import Dialogue, load_dialogues, resolve_database_path  # noqa: E402
 from mtsql.env import DialogueEnv, GoldPolicy  # noqa: E402
+from mtsql.env.memory import rows_text  # noqa: E402
+from mtsql.sql.executor import ExecResult  # noqa: E402
 
 
 @dataclass
@@ -110,6 +120,69 @@ def replay(env: DialogueEnv, dialogues: list[Dialogue]) -> PassResult:
     return PassResult(wall, env_s, sqlite_s, elapsed, exec_step_s, exec_step_sqlite_s, calls, steps, own_s, counts)
 
 
+_TAGS = re.compile(r"<(/?)(think|tool_call|answer_sql|exec_verify|memory_verify)>")
+
+
+class _RecordingTemplates:
+    """Stands in for the environment's template set, keeping each render's format string and fields."""
+
+    def __init__(self, env: DialogueEnv) -> None:
+        self._templates = env.templates
+        self.version = env.templates.version
+        self.renders: list[tuple[str, dict[str, object]]] = []
+
+    def render(self, name: str, /, **fields: object) -> str:
+        self.renders.append((self._templates.formats[name], fields))
+        return self._templates.render(name, **fields)
+
+
+def protocol_floor(env: DialogueEnv, dialogues: list[Dialogue], repeats: int = 5) -> tuple[float, int]:
+    """(floor seconds, exec_sql calls) of one warm pass, the best of ``repeats`` timings with the garbage collector
+    off; see the module docstring."""
+    recorder = _RecordingTemplates(env)
+    results: list[ExecResult] = []
+    run = env._run
+
+    def recording_run(sql: str) -> ExecResult:
+        result = run(sql)
+        results.append(result)
+        return result
+
+    env.templates, env._run = recorder, recording_run  # type: ignore[assignment,method-assign]
+    texts: list[str] = []
+    try:
+        for dialogue in dialogues:
+            policy = GoldPolicy(dialogue)
+            observation, info = env.reset(dialogue)
+            while True:
+                texts.append(policy(observation, info))
+                observation, _, terminated, truncated, info = env.step(texts[-1])
+                if terminated or truncated:
+                    break
+    finally:
+        env.templates, env._run = recorder._templates, run  # type: ignore[method-assign]
+    calls = [text.split("<tool_call>", 1)[1].split("</tool_call>", 1)[0] for text in texts if "<tool_call>" in text]
+    shown = [result.rows for result in results if result.ok and result.rows]
+    limit = env.result_chars
+    perf = time.perf_counter
+    best = float("inf")
+    gc.disable()
+    for _ in range(repeats):
+        start = perf()
+        for text in texts:
+            for _match in _TAGS.finditer(text):
+                pass
+        for call in calls:
+            json.loads(call)
+        for rows in shown:
+            rows_text(rows, limit)
+        for template, fields in recorder.renders:
+            template.format_map(fields)
+        best = min(best, perf() - start)
+    gc.enable()
+    return best, sum(1 for call in calls if '"exec_sql"' in call)
+
+
 def _worker(args: tuple[str, str, list[Dialogue], int, object]) -> list[PassResult]:
     db_dir, mode, dialogues, passes, barrier = args
     env = DialogueEnv(db_dir, history_mode=mode)  # type: ignore[arg-type]
@@ -152,10 +225,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--history-mode", default="predicted", choices=("predicted", "oracle"))
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N functions")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N dialogues (a smoke run)")
     args = parser.parse_args()
 
     db_dir = args.data_dir / "database"
-    dialogues = load_dialogues(args.dataset, args.split, args.data_dir)
+    dialogues = load_dialogues(args.dataset, args.split, args.data_dir)[: args.limit]
     runnable = [d for d in dialogues if resolve_database_path(db_dir, d.db_id).is_file()]
     turns = sum(len(d.turns) for d in runnable)
     print(
@@ -170,6 +244,13 @@ def main() -> None:
     best = min(results[1:], key=lambda r: r.wall_s)
     print(describe("single process, best warm pass", best))
     print(breakdown(best))
+    floor_s, floor_calls = protocol_floor(env, runnable)
+    floor = floor_s / floor_calls
+    print(
+        f"  protocol floor (tag scan, tool-call JSON, rows shown, reply formatting only): {1e6 * floor:.1f} us "
+        f"per exec_sql call = {100 * floor * best.exec_calls / best.sqlite_s:.1f}% of the best warm pass's time "
+        "inside execute()"
+    )
 
     if args.workers > 1:
         shards = [runnable[i :: args.workers] for i in range(args.workers)]
