@@ -132,13 +132,9 @@ def test_export_jsonl_turns(tiny_data: Path, tmp_path: Path) -> None:
 
 def test_export_with_hardness(tiny_data: Path, fake_sql: None, tmp_path: Path) -> None:
     out = tmp_path / "turns.parquet"
-    code, output = invoke(
-        "export", "-d", "sparc", "--data-dir", tiny_data, "-f", "parquet", "-o", out, "--hardness"
-    )
+    code, output = invoke("export", "-d", "sparc", "--data-dir", tiny_data, "-f", "parquet", "-o", out, "--hardness")
     assert code == 0, output
-    loaded = datasets.load_dataset(
-        "parquet", data_files=str(out), split="train", cache_dir=str(tmp_path / "c")
-    )
+    loaded = datasets.load_dataset("parquet", data_files=str(out), split="train", cache_dir=str(tmp_path / "c"))
     assert loaded["hardness"] == ["medium"] * 3
 
 
@@ -146,8 +142,7 @@ def test_schema_command(tiny_data: Path) -> None:
     code, output = invoke("schema", "shop", "--db-dir", tiny_data / "database", "--examples", "2")
     assert code == 0, output
     assert (
-        "CREATE TABLE item (\n  id INTEGER,  -- e.g. 1\n  name TEXT,  -- e.g. 'pen'\n  PRIMARY KEY (id)\n);"
-        in output
+        "CREATE TABLE item (\n  id INTEGER,  -- e.g. 1\n  name TEXT,  -- e.g. 'pen'\n  PRIMARY KEY (id)\n);" in output
     )
     code, output = invoke("schema", tiny_data / "nope.sqlite")
     assert code == 2 and "nope.sqlite not found" in output
@@ -159,9 +154,7 @@ def test_real_export_parquet_dialogues(data_dir: Path, tmp_path: Path) -> None:
         "export", "-d", "cosql", "--data-dir", data_dir, "-f", "parquet", "-o", out, "--unit", "dialogue"
     )
     assert code == 0, output
-    loaded = datasets.load_dataset(
-        "parquet", data_files=str(out), split="train", cache_dir=str(tmp_path / "c")
-    )
+    loaded = datasets.load_dataset("parquet", data_files=str(out), split="train", cache_dir=str(tmp_path / "c"))
     assert len(loaded) == 293 and sum(len(turns) for turns in loaded["turns"]) == 1007
 
 

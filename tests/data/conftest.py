@@ -14,8 +14,7 @@ def interaction(db_id: str, *turns: tuple[str, str], final: tuple[str, str] | No
     record: dict[str, Any] = {
         "database_id": db_id,
         "interaction": [
-            {"utterance": u, "query": q, "utterance_toks": u.split(), "sql": {"select": [False, []]}}
-            for u, q in turns
+            {"utterance": u, "query": q, "utterance_toks": u.split(), "sql": {"select": [False, []]}} for u, q in turns
         ],
     }
     if final is not None:

@@ -53,17 +53,13 @@ def test_hf_dataset_has_fixed_features(dialogues, unit: str) -> None:
 
 @pytest.mark.parametrize("unit", ["turn", "dialogue"])
 @pytest.mark.parametrize(("fmt", "loader"), [("jsonl", "json"), ("parquet", "parquet")])
-def test_files_round_trip_through_load_dataset(
-    dialogues, tmp_path: Path, unit: str, fmt: str, loader: str
-) -> None:
+def test_files_round_trip_through_load_dataset(dialogues, tmp_path: Path, unit: str, fmt: str, loader: str) -> None:
     hardness = {(d.id, t.index): "medium" for d in dialogues for t in d.turns}
     out = tmp_path / "out" / f"data.{fmt}"
     rows = export_dialogues(dialogues, out, fmt=fmt, unit=unit, hardness=hardness)  # type: ignore[arg-type]
     expected = to_hf_dataset(dialogues, unit=unit, hardness=hardness)  # type: ignore[arg-type]
     assert rows == len(expected)
-    loaded = datasets.load_dataset(
-        loader, data_files=str(out), split="train", cache_dir=str(tmp_path / "cache")
-    )
+    loaded = datasets.load_dataset(loader, data_files=str(out), split="train", cache_dir=str(tmp_path / "cache"))
     assert loaded.to_list() == expected.to_list()
     if fmt == "parquet":
         assert loaded.features == expected.features

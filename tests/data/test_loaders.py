@@ -49,9 +49,7 @@ def test_data_dir_may_be_the_dataset_folder_itself(sparc_dir: Path) -> None:
 
 @pytest.mark.parametrize("name", ["cosql_dev.json", "dev.json"])
 def test_cosql_accepts_official_and_short_names(tmp_path: Path, name: str, interaction, write_json) -> None:
-    write_json(
-        tmp_path / "cosql" / name, [interaction("car_1", ("How many cars?", "SELECT count(*) FROM cars"))]
-    )
+    write_json(tmp_path / "cosql" / name, [interaction("car_1", ("How many cars?", "SELECT count(*) FROM cars"))])
     [dialogue] = load_dialogues("cosql", "dev", tmp_path)
     assert dialogue.id == "cosql/dev/0000"
 
@@ -75,9 +73,7 @@ def test_spider_questions_become_one_turn_dialogues_across_train_files(tmp_path:
 
 
 def test_spider_train_others_is_optional(tmp_path: Path, write_json) -> None:
-    write_json(
-        tmp_path / "spider" / "train_spider.json", [{"db_id": "d", "question": "q", "query": "SELECT 1"}]
-    )
+    write_json(tmp_path / "spider" / "train_spider.json", [{"db_id": "d", "question": "q", "query": "SELECT 1"}])
     assert dataset_files("spider", "train", tmp_path) == [tmp_path / "spider" / "train_spider.json"]
 
 

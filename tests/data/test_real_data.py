@@ -156,9 +156,7 @@ def test_turn_depths(data_dir: Path, dataset: str, depths: list[int]) -> None:
         ("spider", [250, 440, 174, 170], []),
     ],
 )
-def test_stats_on_dev(
-    data_dir: Path, dataset: str, hardness: list[int], broken: list[tuple[str, str, int]]
-) -> None:
+def test_stats_on_dev(data_dir: Path, dataset: str, hardness: list[int], broken: list[tuple[str, str, int]]) -> None:
     pytest.importorskip("mtsql.sql.parse", reason="the SQL parser is not there yet")
     pytest.importorskip("mtsql.eval.hardness", reason="the hardness rules are not there yet")
     dialogues = load_dialogues(dataset, "dev", data_dir)  # type: ignore[arg-type]

@@ -87,9 +87,7 @@ def test_reading_never_modifies_or_creates_files(db_path: Path, tmp_path: Path) 
 
 def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "junk.sqlite"
-    path.write_text(
-        "not sqlite at all, just text long enough to be read as a header ......", encoding="utf-8"
-    )
+    path.write_text("not sqlite at all, just text long enough to be read as a header ......", encoding="utf-8")
     with pytest.raises(sqlite3.DatabaseError):
         DatabaseSchema.from_sqlite(path)
 

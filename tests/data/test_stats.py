@@ -90,9 +90,7 @@ def dialogue(position: int, db_id: str, *queries: str) -> Dialogue:
 
 
 DIALOGUES = [
-    dialogue(
-        0, "shop", "SELECT a FROM t", "SELECT a FROM t JOIN u", "SELECT a FROM nope", "SELECT a WHERE a ! = 1"
-    ),
+    dialogue(0, "shop", "SELECT a FROM t", "SELECT a FROM t JOIN u", "SELECT a FROM nope", "SELECT a WHERE a ! = 1"),
     dialogue(1, "gone", "SELECT 1", "SELECT a FROM t JOIN u"),  # no database file, tables.json fallback
     dialogue(2, "zoo", "SELECT BROKEN", "SELECT 2", "SELECT 3", "SELECT 4", "SELECT 5", "SELECT 6 JOIN"),
     dialogue(3, "nowhere", "SELECT 1"),  # neither a database nor a tables.json entry
@@ -132,9 +130,7 @@ def test_schema_comes_from_sqlite_else_tables_json_and_is_built_once(fake_sql, d
 
 def test_without_gold_check_nothing_executes(fake_sql, db_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.modules["mtsql.sql.executor"], "execute", None)
-    stats = compute_stats(
-        DIALOGUES, dataset="sparc", split="dev", db_dir=db_dir, tables=TABLES, check_gold=False
-    )
+    stats = compute_stats(DIALOGUES, dataset="sparc", split="dev", db_dir=db_dir, tables=TABLES, check_gold=False)
     assert stats.exec_failures == () and not stats.checked_execution
 
 

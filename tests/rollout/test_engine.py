@@ -72,9 +72,7 @@ class GoldBackend(Backend):
 
 
 def gold_map(dialogues: list[Dialogue]) -> dict[str, str]:
-    return {
-        f"{d.turns[0].utterance}/{t.index + 1}": t.query for d in dialogues for t in d.turns
-    }
+    return {f"{d.turns[0].utterance}/{t.index + 1}": t.query for d in dialogues for t in d.turns}
 
 
 def engine(tokenizer: Any, example: Any, dialogues: list[Dialogue], **options: Any) -> tuple[RolloutEngine, Any]:
@@ -199,9 +197,7 @@ def test_steps_show_actions_and_verdicts(tokenizer: Any, example: Any, dialogues
     assert seen[0]["exec"]["ok"] and seen[0]["observation"][0]["role"] == "tool"
 
 
-def test_a_chat_adds_questions_to_a_finished_episode(
-    tokenizer: Any, example: Any, dialogues: list[Dialogue]
-) -> None:
+def test_a_chat_adds_questions_to_a_finished_episode(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> None:
     """A chat session: one question at a time, the memory and the tokens carrying over."""
     import dataclasses
 

@@ -98,9 +98,7 @@ def test_the_training_loss_mask_is_the_rollout_completion_mask(
 
 
 @pytest.mark.slow
-def test_a_run_from_yaml_trains_saves_and_resumes(
-    checkpoint: Path, gold: list[dict[str, Any]], tmp_path: Path
-) -> None:
+def test_a_run_from_yaml_trains_saves_and_resumes(checkpoint: Path, gold: list[dict[str, Any]], tmp_path: Path) -> None:
     import json
 
     from transformers import AutoModelForCausalLM

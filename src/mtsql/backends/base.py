@@ -220,4 +220,3 @@ class TokenizerOnly(Backend):
 
     async def generate(self, prompt_ids: Sequence[int], params: SamplingParams) -> Generation:
         raise BackendError("this backend has a tokenizer and no model: episodes on it need a scripted policy")
-

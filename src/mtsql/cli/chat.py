@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from mtsql.rollout.engine import Episode
 
 
-
 def register(app: typer.Typer) -> None:
     app.command(name="chat")(chat_command)
 
