@@ -149,12 +149,31 @@ def test_an_output_file_with_other_settings_is_refused(model: Path, tmp_path: Pa
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow
+def test_templates_from_a_file_are_what_the_model_reads_and_recorded(model: Path, tmp_path: Path) -> None:
+    """--templates swaps the environment's texts without code; a file keeps to its own version."""
+    from mtsql.env.templates import builtin_template_text
+
+    custom = tmp_path / "terse.toml"
+    text = builtin_template_text().replace('version = "mtsql-v1"', 'version = "terse-v1"')
+    custom.write_text(text.replace("You are an expert in SQLite.", "You write SQLite for a living."), encoding="utf-8")
+    out = tmp_path / "festival.jsonl"
+    run = ["rollout", "--model", str(model), "--example", "festival", "--limit", "1", *QUICK, "--out", str(out)]
+    assert CliRunner().invoke(app, [*run, "--templates", str(custom)]).exit_code == 0
+    (record,) = read_episodes(out)
+    assert record["template_version"] == "terse-v1"
+    assert record["prompt_messages"][0]["content"].startswith("You write SQLite for a living.")
+    result = CliRunner().invoke(app, run)  # the default set: another version, so another file
+    assert result.exit_code == 2 and "template_version='terse-v1'" in normalise(result.output)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--example", "festival", "--dataset", "sparc"), "Invalid value for --dataset: give exactly one of"),
         (("--dataset", "sparc"), "Invalid value for --data-dir: required with --dataset (or set MTSQL_DATA_DIR)"),
         (("--example", "festival", "--backend-option", "seed"), "expected KEY=VALUE, got 'seed'"),
+        (("--example", "festival", "--templates", "absent.toml"), "--templates: cannot read template file absent.toml"),
     ],
 )
 def test_argument_errors_exit_2(

@@ -17,6 +17,7 @@ from mtsql.env import (
     load_templates,
     parse_templates,
 )
+from mtsql.env.templates import builtin_template_text, is_template_path
 
 
 def builtin_text(name: str = DEFAULT_TEMPLATES) -> str:
@@ -108,6 +109,33 @@ def test_dollars_and_braces() -> None:
 def test_bad_files(content: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message):
         parse_templates(content, "f.toml")
+
+
+def test_a_file_may_not_reuse_a_builtin_version_with_other_texts(tmp_path: Path) -> None:
+    """Records name the version: changed texts under a built-in's version would pass for the built-in."""
+    path = tmp_path / "copy.toml"
+    path.write_text(builtin_text(), encoding="utf-8")
+    assert load_templates(path).version == DEFAULT_TEMPLATES  # an unchanged copy is the built-in set
+    changed = builtin_text().replace("You are an expert in SQLite.", "You are a SQLite expert.")
+    assert changed != builtin_text()
+    path.write_text(changed, encoding="utf-8")
+    with pytest.raises(TemplateError, match=f"version '{DEFAULT_TEMPLATES}' is a built-in set's, and these texts"):
+        load_templates(path)
+    path.write_text(changed.replace(f'version = "{DEFAULT_TEMPLATES}"', 'version = "mine-v1"'), encoding="utf-8")
+    assert load_templates(path).version == "mine-v1"
+
+
+def test_builtin_text_and_what_reads_as_a_path() -> None:
+    assert builtin_template_text() == builtin_text()
+    with pytest.raises(TemplateError, match="no built-in template set 'nope'"):
+        builtin_template_text("nope")
+    assert [is_template_path(v) for v in ("mtsql-v1", "my.toml", "dir/x", Path("x"), "a\\b")] == [
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
 
 
 def test_unknown_name_and_unreadable_file(tmp_path: Path) -> None:

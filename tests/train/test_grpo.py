@@ -79,6 +79,23 @@ def test_a_run_reads_from_yaml_and_owns_sampling_rewards_and_generation(tmp_path
             RLConfig.from_dict(values)
 
 
+def test_a_run_takes_its_templates_by_name_or_from_a_file_beside_it(tmp_path: Path) -> None:
+    from mtsql.env.templates import builtin_template_text
+
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "mine.toml").write_text(
+        builtin_template_text().replace('"mtsql-v1"', '"mine-v1"'), encoding="utf-8"
+    )
+    path = tmp_path / "run.yaml"
+    path.write_text("model: m\noutput_dir: out\ndata: {example: festival}\ntemplates: texts/mine.toml\n")
+    assert RLConfig.from_yaml(path).templates == str(tmp_path / "texts" / "mine.toml")
+    path.write_text("model: m\noutput_dir: out\ndata: {example: festival}\n")
+    assert RLConfig.from_yaml(path).templates == "mtsql-v1"
+    path.write_text("model: m\noutput_dir: out\ndata: {example: festival}\ntemplates: texts/absent.toml\n")
+    with pytest.raises(ValueError, match="cannot read template file"):
+        RLConfig.from_yaml(path)
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("rl-*.yaml")), ids=lambda p: p.name)
 def test_example_run_files_parse(path: Path) -> None:
     config = RLConfig.from_yaml(path)
@@ -243,13 +260,19 @@ def test_no_environment_token_ever_enters_the_loss(trainer: Any, batch: list[dic
 
 
 def test_whole_dialogue_episodes_and_policy_played_context(checkpoint: Path, tmp_path: Path) -> None:
+    from mtsql.env.templates import builtin_template_text
     from mtsql.train.rl.trainer import build_trainer
 
-    whole = build_trainer(run_config(checkpoint, tmp_path / "whole", episode="dialogue", curriculum=None))
+    texts = tmp_path / "mine.toml"  # the run's own environment texts
+    texts.write_text(builtin_template_text().replace('"mtsql-v1"', '"mine-v1"'), encoding="utf-8")
+    whole = build_trainer(
+        run_config(checkpoint, tmp_path / "whole", episode="dialogue", curriculum=None, templates=str(texts))
+    )
     prompts = [row["prompt"] for row in next(iter(whole.get_train_dataloader()))]
     out = whole.rollout_func(prompts, whole)
     for i, (prompt, record) in enumerate(zip(prompts, whole.rollout_func.last_records, strict=True)):
         assert parse_key(prompt) == (record["dialogue_id"], None) and record["n_turns"] == len(record["turns"])
+        assert record["template_version"] == "mine-v1"
         last = max(s["end"] for s in record["segments"] if s["kind"] == "model")
         assert out["prompt_ids"][i] == record["prompt_ids"]
         assert out["completion_ids"][i] == record["completion_ids"][:last]

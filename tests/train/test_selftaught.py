@@ -25,6 +25,7 @@ pytest.importorskip("trl")
 from rich.console import Console
 
 from mtsql.backends import TokenizerOnly
+from mtsql.env.templates import builtin_template_text
 from mtsql.rewards import RewardConfig
 from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes
 from mtsql.train.data import sft_example
@@ -225,12 +226,18 @@ def test_yaml_config(tmp_path: Path, checkpoint: Path) -> None:
     assert loaded.backend_options == {"device": "cpu"}
     rollout = loaded.rollout_config()
     assert (rollout.samples, rollout.temperature, rollout.max_tokens) == (4, 0.9, 512)
+    assert rollout.templates == loaded.templates == "mtsql-v1"
+    (tmp_path / "mine.toml").write_text(builtin_template_text().replace('"mtsql-v1"', '"mine-v1"'), encoding="utf-8")
+    path.write_text("model: model\noutput_dir: out\nexample: festival\ntemplates: mine.toml\n")
+    assert SelfTaughtConfig.from_yaml(path).rollout_config().templates == str(tmp_path / "mine.toml")
     for text, message in [
         ("model: m\noutput_dir: o\nexample: festival\nepochs: 3\n", "unknown key"),
         ("model: m\nexample: festival\n", "'output_dir' is required"),
         ("model: m\noutput_dir: o\n", "exactly one of"),
         ("model: m\noutput_dir: o\ndataset: sparc\n", "'data_dir' is required"),
         ("model: m\noutput_dir: o\nexample: festival\nkeep_hard: 0\n", "keep_hard must be at least 1"),
+        ("model: m\noutput_dir: o\nexample: festival\ntemplates: absent.toml\n", "cannot read template file"),
+        ("model: m\noutput_dir: o\nexample: festival\ntemplates: mtsql-v0\n", "no built-in template set"),
     ]:
         path.write_text(text)
         with pytest.raises(ValueError, match=message):

@@ -21,9 +21,11 @@ from mtsql.cli.common import (
     DeviceOpt,
     ModelOpt,
     SeedOpt,
+    TemplatesOpt,
     ThinkingOpt,
     TokenizerOpt,
     backend_options,
+    checked_templates,
     quiet_hub,
 )
 from mtsql.cli.render import escape, show_result, show_step
@@ -52,6 +54,7 @@ def chat_command(
     max_steps: Annotated[int, typer.Option("--max-steps", min=1, help="Assistant messages per question.")] = 4,
     thinking: ThinkingOpt = True,
     chat_template: ChatTemplateOpt = None,
+    templates: TemplatesOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     base_url: BaseUrlOpt = None,
@@ -80,11 +83,17 @@ def chat_command(
         typer.echo(f"mtsql chat: no database file at {db}", err=True)
         raise typer.Exit(2)
     quiet_hub()
+    templates = checked_templates("chat", templates)
     options = backend_options(
         backend, device=device, seed=seed, base_url=base_url, api_key=api_key, tokenizer=tokenizer, pairs=option
     )
     config = RolloutConfig(
-        max_steps=max_steps, max_tokens=max_tokens, temperature=temperature, top_p=top_p, enable_thinking=thinking
+        max_steps=max_steps,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        enable_thinking=thinking,
+        templates=templates,
     )
     with tempfile.TemporaryDirectory(prefix="mtsql-chat-") as folder:
         # The environment reads <db_dir>/<db_id>/<db_id>.sqlite: a link gives any file that layout.

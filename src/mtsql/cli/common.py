@@ -47,6 +47,13 @@ BackendOptionsOpt = Annotated[
     list[str] | None,
     typer.Option("--backend-option", help="KEY=VALUE passed to the backend (VALUE read as JSON if it parses)."),
 ]
+TemplatesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--templates",
+        help="The environment's texts: a built-in set or a TOML file (default: built-in; see 'mtsql templates').",
+    ),
+]
 ThinkingOpt = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Qwen3's enable_thinking.")]
 ChatTemplateOpt = Annotated[
     Path | None, typer.Option("--chat-template", help="A Jinja chat template replacing the tokenizer's.")
@@ -64,6 +71,20 @@ ExampleOpt = Annotated[
     str | None, typer.Option("--example", help="A bundled example (e.g. 'festival') instead of --dataset.")
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N dialogues.")]
+
+
+def checked_templates(command: str, templates: str | None) -> str:
+    """The ``--templates`` value (the default set when not given), loaded now so that a bad file stops the command
+    with exit code 2 before any model is loaded."""
+    from mtsql.env.templates import DEFAULT_TEMPLATES, TemplateError, load_templates
+
+    name = templates or DEFAULT_TEMPLATES
+    try:
+        load_templates(name)
+    except TemplateError as err:
+        typer.echo(f"mtsql {command}: --templates: {err}", err=True)
+        raise typer.Exit(2) from None
+    return name
 
 
 def quiet_hub() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from mtsql import __version__
-from mtsql.cli import chat, data, demo, evaluate, models, rl, rollout, serve, sft, sql, view
+from mtsql.cli import chat, data, demo, evaluate, models, rl, rollout, serve, sft, sql, templates, view
 
 app = typer.Typer(
     name="mtsql",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (evaluate, data, sql, models, serve, rollout, chat, view, sft, rl, demo):
+for module in (evaluate, data, sql, models, serve, rollout, chat, view, sft, rl, demo, templates):
     module.register(app)
 
 

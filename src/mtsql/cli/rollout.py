@@ -25,8 +25,10 @@ from mtsql.cli.common import (
     ModelOpt,
     SeedOpt,
     SplitOpt,
+    TemplatesOpt,
     ThinkingOpt,
     TokenizerOpt,
+    checked_templates,
     load_dialogue_set,
     quiet_hub,
 )
@@ -62,6 +64,7 @@ def rollout_command(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Episodes in flight.")] = 32,
     thinking: ThinkingOpt = True,
     chat_template: ChatTemplateOpt = None,
+    templates: TemplatesOpt = None,
     rewards: Annotated[bool, typer.Option("--rewards/--no-rewards", help="Score each episode.")] = True,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
@@ -83,6 +86,7 @@ def rollout_command(
     from mtsql.rollout import ChatTemplateError, RolloutConfig, RolloutEngine
 
     quiet_hub()
+    templates = checked_templates("rollout", templates)
     dialogues, db_dir, tables = load_dialogue_set(dataset, split, data_dir, example, limit)
     options = backend_options_of(
         backend, device=device, seed=seed, base_url=base_url, api_key=api_key, tokenizer=tokenizer,
@@ -99,6 +103,7 @@ def rollout_command(
         max_total_tokens=max_total_tokens,
         concurrency=concurrency,
         enable_thinking=thinking,
+        templates=templates,
     )
     try:
         engine = RolloutEngine(

@@ -16,7 +16,9 @@ from mtsql.cli.common import (
     HistoryChoice,
     HistoryOpt,
     LimitOpt,
+    TemplatesOpt,
     ThinkingOpt,
+    checked_templates,
     load_dialogue_set,
     quiet_hub,
 )
@@ -60,6 +62,7 @@ def build_data_command(
         int | None, typer.Option("--max-total-tokens", min=1, help="Drop dialogues longer than this many tokens.")
     ] = None,
     thinking: ThinkingOpt = True,
+    templates: TemplatesOpt = None,
     records: Annotated[
         Path | None, typer.Option("--records", help="Also write the gold episode records (JSONL) here.")
     ] = None,
@@ -83,7 +86,13 @@ def build_data_command(
         _write_jsonl(out, rows)
         typer.echo(f"{len(rows):,} one-shot rows (question → SQL) written to {out}")
         return
-    config = RolloutConfig(history_mode=history.value, enable_thinking=thinking, max_total_tokens=max_total_tokens)
+    templates = checked_templates("sft build-data", templates)
+    config = RolloutConfig(
+        history_mode=history.value,
+        enable_thinking=thinking,
+        max_total_tokens=max_total_tokens,
+        templates=templates,
+    )
     try:
         engine = RolloutEngine(TokenizerOnly(tokenizer), db_dir, config, tables=tables, rewards=RewardConfig())
     except (OSError, ValueError) as err:

@@ -83,29 +83,50 @@ def available_templates() -> list[str]:
     return sorted(entry.name.removesuffix(".toml") for entry in folder.iterdir() if entry.name.endswith(".toml"))
 
 
-def load_templates(name_or_path: str | Path = DEFAULT_TEMPLATES) -> TemplateSet:
-    """A built-in set by name (``mtsql-v1``) or a TOML file by path; raises :class:`TemplateError`."""
+def is_template_path(name_or_path: str | Path) -> bool:
+    """Whether :func:`load_templates` reads this as a file (a ``Path``, ``*.toml``, or with a separator)."""
     text = str(name_or_path)
-    if isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text or "\\" in text:
-        path = Path(name_or_path)
-        try:
-            content = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise TemplateError(f"cannot read template file {path}: {err.strerror or err}") from None
-        return parse_templates(content, str(path))
-    return _builtin_templates(text)
+    return isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text or "\\" in text
 
 
-@functools.cache
-def _builtin_templates(name: str) -> TemplateSet:
-    """Parsed once per process: an environment is made per episode, and parsing costs more than its reset."""
+def builtin_template_text(name: str = DEFAULT_TEMPLATES) -> str:
+    """The TOML text of a built-in set: the starting point for a file of one's own."""
     resource = resources.files("mtsql.env") / "templates" / f"{name}.toml"
     if not resource.is_file():
         raise TemplateError(
             f"no built-in template set {name!r} (available: {', '.join(available_templates())}); "
             "give a path to use your own file"
         )
-    return parse_templates(resource.read_text(encoding="utf-8"), name)
+    return resource.read_text(encoding="utf-8")
+
+
+def load_templates(name_or_path: str | Path = DEFAULT_TEMPLATES) -> TemplateSet:
+    """A built-in set by name (``mtsql-v1``) or a TOML file by path; raises :class:`TemplateError`.
+
+    A file may not reuse a built-in set's version with other texts: records name the version, and runs with
+    different texts under one version could not be told apart (a copy from ``mtsql templates show`` keeps the
+    version until it is changed).
+    """
+    if is_template_path(name_or_path):
+        path = Path(name_or_path)
+        try:
+            content = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise TemplateError(f"cannot read template file {path}: {err.strerror or err}") from None
+        loaded = parse_templates(content, str(path))
+        if loaded.version in available_templates() and loaded.formats != _builtin_templates(loaded.version).formats:
+            raise TemplateError(
+                f"{path}: version {loaded.version!r} is a built-in set's, and these texts differ from it: "
+                "give them a version of their own"
+            )
+        return loaded
+    return _builtin_templates(str(name_or_path))
+
+
+@functools.cache
+def _builtin_templates(name: str) -> TemplateSet:
+    """Parsed once per process: an environment is made per episode, and parsing costs more than its reset."""
+    return parse_templates(builtin_template_text(name), name)
 
 
 def parse_templates(content: str, source: str = "<string>") -> TemplateSet:

@@ -30,7 +30,7 @@ from mtsql.data.dialogue import Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.env.environment import DialogueEnv, Policy
 from mtsql.env.memory import HistoryMode
-from mtsql.env.templates import DEFAULT_TEMPLATES
+from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
 from mtsql.rewards.config import RewardConfig
 from mtsql.rewards.scorer import RewardScorer
 from mtsql.rollout.chat import ChatFormat
@@ -46,7 +46,8 @@ _SHARED_SETTINGS = ("model", "backend", "history_mode", "max_steps", "template_v
 class RolloutConfig:
     """How episodes are run. ``max_tokens`` caps each model segment; ``max_total_tokens`` caps a whole episode
     (prompt and completion; default: the backend's context length); ``concurrency`` is the number of episodes
-    in flight; ``max_errors`` stops scheduling new episodes after that many backend failures."""
+    in flight; ``max_errors`` stops scheduling new episodes after that many backend failures; ``templates`` is
+    the environment's text set, a built-in name or a TOML file (:func:`mtsql.env.load_templates`)."""
 
     samples: int = 1
     max_steps: int = 4
@@ -127,6 +128,7 @@ class RolloutEngine:
 
             kmaps = load_foreign_key_maps(tables) if tables else None
             self.scorer = RewardScorer(self.db_dir, rewards, kmaps=kmaps)
+        self.templates = load_templates(config.templates)  # once: a file is not re-read for every episode
         probe = self.make_env()
         # As JSON reads them back, so a resumed run compares like with like.
         self.settings: dict[str, Any] = json.loads(
@@ -245,7 +247,7 @@ class RolloutEngine:
             self.db_dir,
             history_mode=config.history_mode,
             max_steps=config.max_steps,
-            templates=config.templates,
+            templates=self.templates,
             timeout=config.sql_timeout,
         )
 

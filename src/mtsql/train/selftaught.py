@@ -52,6 +52,7 @@ import yaml
 from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
+from mtsql.env.templates import DEFAULT_TEMPLATES, is_template_path, load_templates
 from mtsql.train.data import sft_example
 from mtsql.train.sft import LoraSettings, resolve_config_path
 
@@ -79,6 +80,7 @@ class SelfTaughtConfig:
     (``dataset``, ``split``, ``data_dir``), optionally its first ``limit`` dialogues; ``backend`` and
     ``backend_options`` are those of :func:`mtsql.backends.load_backend` (a backend that loads the checkpoint
     itself, since each round samples from a new one); the sampling settings are :class:`RolloutConfig`'s;
+    ``templates`` the environment's text set (a built-in name or a TOML file);
     ``max_length``, ``lora`` and ``training`` are each round's :class:`~mtsql.train.sft.SFTRunConfig` settings
     (``training`` goes to ``trl.SFTConfig`` as is); ``gold_round0`` adds gold trajectories to round 0's data."""
 
@@ -102,6 +104,7 @@ class SelfTaughtConfig:
     concurrency: int = 32
     history_mode: HistoryMode = "predicted"
     thinking: bool = True
+    templates: str = DEFAULT_TEMPLATES
     keep_easy: int = 2
     keep_hard: int = 3
     easy_hardness: list[str] = field(default_factory=lambda: ["easy"])
@@ -126,11 +129,12 @@ class SelfTaughtConfig:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be at least 1, not {self.limit}")
+        load_templates(self.templates)  # a bad file fails here, not after the first round's sampling
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> SelfTaughtConfig:
-        """Read a run's YAML file (keys: the fields). ``output_dir`` and ``data_dir`` are relative to the file;
-        so is ``model`` when it exists there (anything else is a hub id)."""
+        """Read a run's YAML file (keys: the fields). ``output_dir``, ``data_dir`` and a ``templates`` file are
+        relative to the file; so is ``model`` when it exists there (anything else is a hub id)."""
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
@@ -145,6 +149,8 @@ class SelfTaughtConfig:
         for key in ("output_dir", "data_dir"):
             if values.get(key) is not None:
                 values[key] = str(base / str(values[key]))
+        if is_template_path(values.get("templates", "")):
+            values["templates"] = str(base / str(values["templates"]))
         lora = values.get("lora")
         values["lora"] = LoraSettings(**lora) if isinstance(lora, dict) else (LoraSettings() if lora is True else None)
         for key in ("backend_options", "training"):
@@ -166,6 +172,7 @@ class SelfTaughtConfig:
             max_total_tokens=self.max_total_tokens,
             concurrency=self.concurrency,
             enable_thinking=self.thinking,
+            templates=self.templates,
         )
 
     def to_dict(self) -> dict[str, Any]:

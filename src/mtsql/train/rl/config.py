@@ -23,6 +23,7 @@ import yaml
 from mtsql.data.dialogue import DATASETS
 from mtsql.data.stats import HARDNESS_LEVELS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
+from mtsql.env.templates import DEFAULT_TEMPLATES, is_template_path, load_templates
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.train.rl.curriculum import CurriculumSettings
 from mtsql.train.sft import LoraSettings, resolve_config_path
@@ -133,7 +134,8 @@ class RLConfig:
     ``episode``: ``question`` (one question's loop, the earlier questions as context: ``context: gold`` plays them
     with the gold protocol, the same for all G samples; ``sampled`` lets the policy play them too) or ``dialogue``
     (the whole dialogue, its reward the mean over its questions). ``history_mode``: what the dialogue memory holds
-    (``oracle``, the original's training setting, or ``predicted``).
+    (``oracle``, the original's training setting, or ``predicted``). ``templates``: the environment's text set, a
+    built-in name or a TOML file (relative to the YAML file).
     """
 
     model: str
@@ -142,6 +144,7 @@ class RLConfig:
     episode: EpisodeKind = "question"
     context: ContextKind = "gold"
     history_mode: HistoryMode = "oracle"
+    templates: str = DEFAULT_TEMPLATES
     num_generations: int = 5
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     rewards: RewardConfig = field(default_factory=RewardConfig)
@@ -159,6 +162,7 @@ class RLConfig:
             raise ValueError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: GRPO compares samples of the same prompt")
+        load_templates(self.templates)  # a bad file fails before the model is loaded
         owned = sorted(set(self.training) & set(_OWNED))
         if owned:
             where = ", ".join(f"{key} (set {_OWNED[key]})" for key in owned)
@@ -187,7 +191,9 @@ class RLConfig:
             data["data_dir"] = str(base / str(data["data_dir"]))
         lora = values.get("lora")
         curriculum = values.get("curriculum")
+        templates = str(values.get("templates", DEFAULT_TEMPLATES))
         return cls(
+            templates=str(base / templates) if is_template_path(templates) else templates,
             **{k: v for k, v in values.items() if k in ("episode", "context", "history_mode", "num_generations")},
             model=resolve_config_path(str(values["model"]), base),
             output_dir=str(base / str(values["output_dir"])),

@@ -216,6 +216,7 @@ class EpisodeRollout:
                 max_total_tokens=sampling.max_total_tokens,
                 concurrency=config.generation.concurrency,
                 enable_thinking=sampling.thinking,
+                templates=config.templates,
                 sql_timeout=config.rewards.timeout,
             )
             backend = make_backend(trainer, config)
