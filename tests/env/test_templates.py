@@ -161,3 +161,21 @@ def test_environment_records_the_version_and_uses_the_texts(db_dir: Path, dialog
     assert env.record is not None and env.record.template_version == "custom-v3"
     # a loaded set can be shared between environments
     assert DialogueEnv(db_dir, templates=env.templates).templates is env.templates
+
+
+def test_the_documented_fields_and_error_kinds_are_the_code_s() -> None:
+    """docs/environment.md's tables are what users edit templates and read records by: they must not drift."""
+    from mtsql.env.protocol import ErrorKind
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "environment.md").read_text(encoding="utf-8")
+    documented: dict[str, set[str]] = {}
+    for line in doc.splitlines():
+        cells = line.split("|")
+        if len(cells) == 5 and cells[1].strip().startswith("`"):
+            names = re.findall(r"`(\w+)`", cells[1])
+            for name in names:
+                documented[name] = set(re.findall(r"\$(\w+)", cells[3]))
+    templates = {name: fields for name, fields in documented.items() if name in TEMPLATE_FIELDS}
+    assert templates == {name: set(fields) for name, fields in TEMPLATE_FIELDS.items()}
+    error_rows = {cells.split("|")[1].strip().strip("`") for cells in doc.splitlines() if cells.count("|") == 3}
+    assert {kind.value for kind in ErrorKind} <= error_rows
