@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,17 +132,9 @@ def to_llamafactory(
     Records without a model message are left out and counted.
     """
     out = Path(out)
-    counts = ExportCounts()
-    rows = []
-    for record in records:
-        if not record["steps"]:
-            counts.skipped.append(f"{record['id']}: no model message")
-            continue
-        row = sharegpt_example(record)
-        rows.append(row)
-        counts.rows += 1
-        counts.assistant_messages += len(record["steps"])
-        counts.tool_calls += sum(turn["from"] == "function_call" for turn in row["conversations"])
+    rows, counts = _rows(
+        records, sharegpt_example, lambda row: sum(turn["from"] == "function_call" for turn in row["conversations"])
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     info_path = out.parent / "dataset_info.json"
@@ -198,17 +190,7 @@ def verl_sft_example(record: dict[str, Any]) -> dict[str, Any]:
 def to_verl_sft(records: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> ExportCounts:
     """Write the episodes to ``out`` as verl multi-turn SFT parquet; records without a model message are left
     out and counted."""
-    counts = ExportCounts()
-    rows = []
-    for record in records:
-        if not record["steps"]:
-            counts.skipped.append(f"{record['id']}: no model message")
-            continue
-        row = verl_sft_example(record)
-        rows.append(row)
-        counts.rows += 1
-        counts.assistant_messages += len(record["steps"])
-        counts.tool_calls += sum(bool(m.get("tool_calls")) for m in row["messages"])
+    rows, counts = _rows(records, verl_sft_example, lambda row: sum(bool(m.get("tool_calls")) for m in row["messages"]))
     _write_parquet(rows, out)
     return counts
 
@@ -325,6 +307,27 @@ def _render_call(content: str, function: dict[str, Any]) -> str:
     arguments = json.dumps(function["arguments"], ensure_ascii=False)
     call = f'<tool_call>\n{{"name": "{function["name"]}", "arguments": {arguments}}}\n</tool_call>'
     return f"{content}\n{call}" if content else call
+
+
+def _rows(
+    records: Iterable[dict[str, Any]],
+    example: Callable[[dict[str, Any]], dict[str, Any]],
+    tool_calls: Callable[[dict[str, Any]], int],
+) -> tuple[list[dict[str, Any]], ExportCounts]:
+    """``example`` of each record with a model message, the others left out and counted; ``tool_calls`` counts a
+    row's structured tool calls."""
+    counts = ExportCounts()
+    rows = []
+    for record in records:
+        if not record["steps"]:
+            counts.skipped.append(f"{record['id']}: no model message")
+            continue
+        row = example(record)
+        rows.append(row)
+        counts.rows += 1
+        counts.assistant_messages += len(record["steps"])
+        counts.tool_calls += tool_calls(row)
+    return rows, counts
 
 
 def _write_parquet(rows: list[dict[str, Any]], out: str | os.PathLike[str]) -> None:
