@@ -32,14 +32,14 @@ def list_command() -> None:
 
 @templates_app.command("show")
 def show_command(
-    name: Annotated[str, typer.Argument(help="A built-in set.")] = "mtsql-v1",
+    name: Annotated[str | None, typer.Argument(help="A built-in set (default: the default set).")] = None,
 ) -> None:
     """Print a built-in set's TOML file: redirect it to a file, change the texts and the version, and give the
     file to --templates (rollout, chat, sft build-data) or to `templates:` in a self-taught or RL config."""
-    from mtsql.env.templates import TemplateError, builtin_template_text
+    from mtsql.env.templates import DEFAULT_TEMPLATES, TemplateError, builtin_template_text
 
     try:
-        typer.echo(builtin_template_text(name), nl=False)
+        typer.echo(builtin_template_text(name or DEFAULT_TEMPLATES), nl=False)
     except TemplateError as err:
         typer.echo(f"mtsql templates show: {err}", err=True)
         raise typer.Exit(2) from None

@@ -89,6 +89,11 @@ def is_template_path(name_or_path: str | Path) -> bool:
     return isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text or "\\" in text
 
 
+def templates_relative_to(name_or_path: str, base: Path) -> str:
+    """A run config's ``templates`` value: a file relative to the config's folder, a built-in name as written."""
+    return str(base / name_or_path) if is_template_path(name_or_path) else name_or_path
+
+
 def builtin_template_text(name: str = DEFAULT_TEMPLATES) -> str:
     """The TOML text of a built-in set: the starting point for a file of one's own."""
     resource = resources.files("mtsql.env") / "templates" / f"{name}.toml"

@@ -52,7 +52,7 @@ import yaml
 from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
-from mtsql.env.templates import DEFAULT_TEMPLATES, is_template_path, load_templates
+from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates, templates_relative_to
 from mtsql.train.data import sft_example
 from mtsql.train.sft import LoraSettings, resolve_config_path
 
@@ -149,8 +149,8 @@ class SelfTaughtConfig:
         for key in ("output_dir", "data_dir"):
             if values.get(key) is not None:
                 values[key] = str(base / str(values[key]))
-        if is_template_path(values.get("templates", "")):
-            values["templates"] = str(base / str(values["templates"]))
+        if "templates" in values:
+            values["templates"] = templates_relative_to(str(values["templates"]), base)
         lora = values.get("lora")
         values["lora"] = LoraSettings(**lora) if isinstance(lora, dict) else (LoraSettings() if lora is True else None)
         for key in ("backend_options", "training"):

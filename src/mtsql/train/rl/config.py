@@ -23,7 +23,7 @@ import yaml
 from mtsql.data.dialogue import DATASETS
 from mtsql.data.stats import HARDNESS_LEVELS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
-from mtsql.env.templates import DEFAULT_TEMPLATES, is_template_path, load_templates
+from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates, templates_relative_to
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.train.rl.curriculum import CurriculumSettings
 from mtsql.train.sft import LoraSettings, resolve_config_path
@@ -191,9 +191,8 @@ class RLConfig:
             data["data_dir"] = str(base / str(data["data_dir"]))
         lora = values.get("lora")
         curriculum = values.get("curriculum")
-        templates = str(values.get("templates", DEFAULT_TEMPLATES))
         return cls(
-            templates=str(base / templates) if is_template_path(templates) else templates,
+            templates=templates_relative_to(str(values.get("templates", DEFAULT_TEMPLATES)), base),
             **{k: v for k, v in values.items() if k in ("episode", "context", "history_mode", "num_generations")},
             model=resolve_config_path(str(values["model"]), base),
             output_dir=str(base / str(values["output_dir"])),
