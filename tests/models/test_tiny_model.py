@@ -174,7 +174,10 @@ def test_trl_treats_it_as_qwen3(tokenizer: Any) -> None:
     tokenizer = copy.deepcopy(tokenizer)
     assert supports_tool_calling(tokenizer)
     add_response_schema(tokenizer)
-    prefix = tokenizer.apply_chat_template(CONVERSATION[:2], tools=tool_schemas(), add_generation_prompt=True)
+    # return_dict=False: transformers >= 5.25 returns a dict from a tokenizing call by default.
+    prefix = tokenizer.apply_chat_template(
+        CONVERSATION[:2], tools=tool_schemas(), add_generation_prompt=True, return_dict=False
+    )
     output = "<think>\nplan\n</think>\n\n<tool_call>\n" + json.dumps({"name": EXEC_SQL, "arguments": {"code": SQL}})
     message = parse_response(tokenizer, tokenizer.encode(output + "\n</tool_call><|im_end|>"), prefix=prefix)
     assert message["reasoning_content"] == "plan"

@@ -47,8 +47,8 @@ SEED = int(os.environ.get("MTSQL_GRPO_E2E_SEED", "0"))  # another seed: to see h
 QUESTIONS = (0, 1)  # "Which artists are from Ireland?" and "List all stages." (dialogues 0 and 1, easy)
 SAMPLING = {"temperature": 0.5, "max_tokens": 64, "max_steps": 2}
 SFT_STEPS = 60
-GRPO_STEPS = 16
-EVAL_SAMPLES = 32
+GRPO_STEPS = int(os.environ.get("MTSQL_GRPO_E2E_STEPS", "16"))
+EVAL_SAMPLES = int(os.environ.get("MTSQL_GRPO_E2E_SAMPLES", "128"))
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +127,8 @@ def warm_start(model: Path, dialogues: list[Dialogue], db_dir: Path, out: Path) 
     return train_sft(SFTRunConfig(str(model), [str(data)], str(out), training=training))
 
 
-def mean_reward(config: RLConfig, model: Path, dialogues: list[Dialogue], db_dir: Path) -> float:
-    """The mean total reward of ``EVAL_SAMPLES`` episodes of each training prompt, sampled as in training."""
+def sampled_rewards(config: RLConfig, model: Path, dialogues: list[Dialogue], db_dir: Path) -> list[float]:
+    """The total rewards of ``EVAL_SAMPLES`` episodes of each training prompt, sampled as in training."""
     rollout = EpisodeRollout(config, {d.id: d for d in dialogues}, db_dir, None)
     sampling = config.sampling
     engine = RolloutEngine(
@@ -151,7 +151,16 @@ def mean_reward(config: RLConfig, model: Path, dialogues: list[Dialogue], db_dir
     for record in asyncio.run(play_all()):
         sample = cut_question(record, 0)
         totals.append(0.0 if sample is None or sample.rewards is None else sample.rewards["total"])
-    return sum(totals) / len(totals)
+    return totals
+
+
+def rise(before: list[float], after: list[float]) -> tuple[float, float]:
+    """The rise of the mean, and its standard error (the two samples drawn independently)."""
+    import statistics
+
+    delta = statistics.fmean(after) - statistics.fmean(before)
+    se = (statistics.variance(before) / len(before) + statistics.variance(after) / len(after)) ** 0.5
+    return delta, se
 
 
 @pytest.mark.slow
@@ -169,13 +178,16 @@ def test_a_short_grpo_run_raises_the_mean_reward_on_its_training_prompts(
         batches.append(check_loss_mask(output, self.rollout_func.last_records, prompts, truncated_masked=True))
         return output
 
-    before = mean_reward(config, model, dialogues, data / "database")
+    before = sampled_rewards(config, model, dialogues, data / "database")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(MTSQLGRPOTrainer, "_generate_and_score_completions", checked)
         trained = train_rl(config)
-    after = mean_reward(config, trained, dialogues, data / "database")
-    print(f"mean total reward on the training prompts: {before:.3f} before GRPO, {after:.3f} after")
-    assert after >= before + 0.3, (before, after)
+    after = sampled_rewards(config, trained, dialogues, data / "database")
+    delta, se = rise(before, after)
+    print(f"mean total reward on the training prompts: rise {delta:+.3f} (standard error {se:.3f})")
+    # A rise of at least two standard errors: the figure moves with the CPU's floating-point kernels (AVX2 and
+    # AVX-512 machines sample different episodes after a few steps), the significance of the rise should not.
+    assert delta >= 2 * se, (delta, se)
     assert len(batches) == GRPO_STEPS and sum(batches) > 0  # every step checked, with tool replies in its batch
     logged = [line["reward"] for line in read_metrics(trained / "metrics.jsonl") if "reward" in line]
     assert len(logged) == GRPO_STEPS and any(value > 0 for value in logged)

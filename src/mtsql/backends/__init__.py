@@ -26,20 +26,25 @@ BACKENDS: Final = ("transformers", "vllm", "openai")
 
 
 def load_backend(name: str, model: str, **options: Any) -> Backend:
-    """The backend ``name`` serving ``model`` (a path, a hub id, or the model name a server knows);
-    ``options`` go to its constructor. Raises ``ValueError`` for an unknown name and ``ImportError`` naming the
-    extra to install when the backend's dependencies are missing."""
+    """The backend ``name`` serving ``model`` (a path, a hub id, a packaged model's name or a ``.gguf`` file, or
+    the model name a server knows); ``options`` go to its constructor. Raises ``ValueError`` for an unknown name
+    (:class:`~mtsql.models.packaged.ModelError` when a packaged model cannot be had) and ``ImportError`` naming
+    the extra to install when the backend's dependencies are missing."""
+    from mtsql.models.packaged import resolve_model
+
     if name == "transformers":
         from mtsql.backends.transformers import TransformersBackend
 
-        return TransformersBackend(model, **options)
+        return TransformersBackend(resolve_model(model), **options)
     if name == "vllm":
         from mtsql.backends.vllm import VLLMBackend
 
-        return VLLMBackend(model, **options)
+        return VLLMBackend(resolve_model(model), **options)
     if name == "openai":
         from mtsql.backends.openai import OpenAIBackend
 
+        if options.get("tokenizer"):
+            options = {**options, "tokenizer": resolve_model(options["tokenizer"])}
         return OpenAIBackend(model, **options)
     raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
 

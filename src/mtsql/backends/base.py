@@ -208,7 +208,9 @@ class TokenizerOnly(Backend):
         if isinstance(tokenizer, str):
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            from mtsql.models.packaged import resolve_model
+
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer))
         self.tokenizer = tokenizer
         self.model = str(getattr(tokenizer, "name_or_path", "") or "tokenizer")
         self.stats = BackendStats()

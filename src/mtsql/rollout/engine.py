@@ -142,6 +142,8 @@ class RolloutEngine:
                     "sampling": {k: v for k, v in self.params.to_dict().items() if k != "seed"},
                     "thinking": config.enable_thinking,
                     "max_total_tokens": self.max_total_tokens,
+                    # How the protocol's messages were fitted to the chat template (all "native" for Qwen3's).
+                    "chat_adaptation": self.chat.adaptation.to_dict(),
                 }
             )
         )

@@ -89,7 +89,11 @@ def run_demo(
         clock = now
 
     model = config.model
-    if model is None:
+    if model is not None:
+        from mtsql.models.packaged import resolve_model
+
+        model = resolve_model(model)  # once: a packaged model's name or a .gguf file becomes its checkpoint
+    else:
         from mtsql.models import build_tiny_model
 
         model = str(

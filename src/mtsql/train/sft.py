@@ -129,8 +129,11 @@ def build_trainer(config: SFTRunConfig, train_dataset: Any | None = None) -> Any
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model)
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype="auto")
+    from mtsql.models.packaged import resolve_model
+
+    path = resolve_model(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
     dataset = train_dataset if train_dataset is not None else load_rows(config.data)
     args = SFTConfig(
         output_dir=config.output_dir,

@@ -23,6 +23,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from trl import GRPOTrainer
 
+from mtsql.models.packaged import resolve_model
 from mtsql.train.rl.config import RLConfig
 from mtsql.train.rl.curriculum import Curriculum, CurriculumSampler
 from mtsql.train.rl.episodes import episode_rows
@@ -153,12 +154,13 @@ def build_trainer(config: RLConfig) -> MTSQLGRPOTrainer:
     rollout = EpisodeRollout(config, {d.id: d for d in dialogues}, source.db_dir, source.tables)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
+        model = resolve_model(config.model)  # a packaged model's name or a .gguf file: its checkpoint folder
         return MTSQLGRPOTrainer(
-            model=config.model,
+            model=model,
             reward_funcs=reward_functions(),
             args=args,
             train_dataset=Dataset.from_list(rows),
-            processing_class=AutoTokenizer.from_pretrained(config.model),
+            processing_class=AutoTokenizer.from_pretrained(model),
             rollout_func=rollout,
             peft_config=peft_config,
             callbacks=callbacks,
