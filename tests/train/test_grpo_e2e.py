@@ -47,7 +47,7 @@ SEED = int(os.environ.get("MTSQL_GRPO_E2E_SEED", "0"))  # another seed: to see h
 QUESTIONS = (0, 1)  # "Which artists are from Ireland?" and "List all stages." (dialogues 0 and 1, easy)
 SAMPLING = {"temperature": 0.5, "max_tokens": 64, "max_steps": 2}
 SFT_STEPS = 60
-GRPO_STEPS = int(os.environ.get("MTSQL_GRPO_E2E_STEPS", "16"))
+GRPO_STEPS = int(os.environ.get("MTSQL_GRPO_E2E_STEPS", "32"))
 EVAL_SAMPLES = int(os.environ.get("MTSQL_GRPO_E2E_SAMPLES", "128"))
 
 

@@ -2,6 +2,8 @@
 
 - ``transformers``: a local checkpoint or hub id on CPU or GPU (extra ``[train]``);
 - ``vllm``: vLLM's offline engine on a GPU (extra ``[vllm]``);
+- ``llamacpp``: a GGUF file run by llama.cpp on the CPU, with prefix reuse across an episode's steps (extra
+  ``[llamacpp]``);
 - ``openai``: any OpenAI-compatible server (vLLM, SGLang, ``mtsql serve``, ...), no torch needed.
 
 Importing this package is cheap; :func:`load_backend` imports the chosen backend's dependencies.
@@ -22,7 +24,7 @@ from mtsql.backends.base import (
     TokenizerOnly,
 )
 
-BACKENDS: Final = ("transformers", "vllm", "openai")
+BACKENDS: Final = ("transformers", "vllm", "llamacpp", "openai")
 
 
 def load_backend(name: str, model: str, **options: Any) -> Backend:
@@ -40,6 +42,10 @@ def load_backend(name: str, model: str, **options: Any) -> Backend:
         from mtsql.backends.vllm import VLLMBackend
 
         return VLLMBackend(resolve_model(model), **options)
+    if name == "llamacpp":
+        from mtsql.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(model, **options)  # a GGUF file or a packaged model's name, never converted
     if name == "openai":
         from mtsql.backends.openai import OpenAIBackend
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class BackendChoice(StrEnum):
     transformers = "transformers"
     vllm = "vllm"
+    llamacpp = "llamacpp"
     openai = "openai"
 
 
@@ -34,7 +35,14 @@ class HistoryChoice(StrEnum):
     oracle = "oracle"
 
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder, hub id, or a served model's name.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Checkpoint folder, hub id, a model of 'mtsql models list', a .gguf file, or a served model's name.",
+    ),
+]
 BackendOpt = Annotated[BackendChoice, typer.Option("--backend", help="Where the model runs.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="transformers: auto, cpu, cuda, cuda:1...")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed of local backends.")]

@@ -92,6 +92,11 @@ def rollout_command(
         backend, device=device, seed=seed, base_url=base_url, api_key=api_key, tokenizer=tokenizer,
         pairs=backend_options,
     )  # fmt: skip
+    if backend is BackendChoice.llamacpp:
+        # One llama.cpp context (with its KV cache) per episode in flight: more episodes than contexts would evict
+        # each other's cached prefixes, and on a CPU more episodes at once add no throughput.
+        options.setdefault("slots", min(concurrency, 4))
+        concurrency = min(concurrency, int(options["slots"]))
     config = RolloutConfig(
         samples=samples,
         max_steps=max_steps,

