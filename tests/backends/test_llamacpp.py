@@ -124,6 +124,29 @@ def test_steps_of_an_episode_reuse_the_cached_prefix_and_continue_exactly(smol: 
     assert all(lp <= 0 for lp in reused.logprobs) and len(reused.logprobs) == len(reused.token_ids)
 
 
+def test_a_long_shared_prefix_is_copied_from_another_slot(smol: LlamaCppBackend) -> None:
+    """Two episodes starting with the same system text: the second one's slot takes the first one's KV cache
+    for the shared part instead of evaluating it, and continues as a fresh evaluation does."""
+    tokenizer = smol.tokenizer
+    system = "You are an expert in SQLite. " * 20
+
+    def prompt(question: str) -> list[int]:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    first, second = prompt("How many singers are there?"), prompt("List the stadiums.")
+    shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    backend = LlamaCppBackend(str(smol.model), slots=2, max_model_len=2048, seed=0, copy_threshold=16)
+    greedy = SamplingParams(max_tokens=6, temperature=0.0)
+    results = backend.generate_batch([first, second], greedy)
+    assert backend.prefill_tokens_copied == shared
+    assert backend.prefill_tokens == len(first) + len(second) - shared
+    alone = LlamaCppBackend(str(smol.model), slots=1, max_model_len=2048, seed=0).generate_batch([second], greedy)
+    assert results[1].token_ids[:2] == alone[0].token_ids[:2]
+    assert np.allclose(results[1].logprobs[:2], alone[0].logprobs[:2], atol=0.3)
+
+
 def test_batches_are_seeded_and_stop_on_a_stop_token(smol: LlamaCppBackend) -> None:
     """The same requests on a fresh backend draw the same tokens (what a slot has cached changes the logits a
     little, see above, so reproducibility is of a run from its start, as with the other backends' batches)."""

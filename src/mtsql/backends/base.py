@@ -125,9 +125,12 @@ class _Request:
 class BatchedBackend(Backend):
     """A backend whose engine generates a batch at a time: requests with the same :class:`SamplingParams`
     that wait together go into one batch of at most ``max_batch_size``, run by :meth:`generate_batch` in a
-    worker thread. A request arriving while a batch runs waits for the next one."""
+    worker thread (in the event loop's thread when ``generate_inline``). A request arriving while a batch runs
+    waits for the next one."""
 
     max_batch_size: int = 64
+    #: Run :meth:`generate_batch` in the event loop's own thread instead of a worker thread (the loop waits).
+    generate_inline: bool = False
 
     def __init__(self) -> None:
         self.stats = BackendStats()
@@ -176,7 +179,11 @@ class BatchedBackend(Backend):
                     continue
                 start = time.perf_counter()
                 try:
-                    results = await asyncio.to_thread(self.generate_batch, [r.prompt_ids for r in batch], params)
+                    prompts = [r.prompt_ids for r in batch]
+                    if self.generate_inline:
+                        results = self.generate_batch(prompts, params)
+                    else:
+                        results = await asyncio.to_thread(self.generate_batch, prompts, params)
                 except Exception as err:  # handed to every waiting episode, never lost
                     for request in batch:
                         if not request.future.done():

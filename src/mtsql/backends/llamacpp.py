@@ -7,8 +7,11 @@ step is its previous prompt plus what the model wrote and the environment's repl
 llama.cpp contexts (``slots``), each with the KV cache of the sequence it last ran; a request goes to the slot
 whose cached tokens share the longest prefix with it, only the rest is evaluated (the ``prefill_tokens_saved``
 statistic counts the difference). With at least as many slots as episodes in flight, every step after an
-episode's first evaluates only the new tokens. The contexts share the model's weights through the file's
-memory map.
+episode's first evaluates only the new tokens. An episode's first prompt (the system text, the tools and the
+database's schema) is mostly the same as other episodes' on the same database: when another slot holds a
+longer shared prefix than the chosen one, by more than ``copy_threshold`` tokens, its state (KV cache) is copied
+over first (``prefill_tokens_copied``), which takes a fraction of the time evaluating those tokens would. The
+contexts share the model's weights through the file's memory map.
 
 **Sampling is mtsql's, not llama.cpp's**: the logits of the last position are read after each evaluation and
 sampled here with :class:`SamplingParams`' meaning and nothing else (temperature, then top-k, then top-p, as
@@ -77,10 +80,14 @@ class LlamaCppBackend(BatchedBackend):
     tokens per context (default: the model's training context, at most 8,192); ``n_threads``: CPU threads
     (default: all cores); ``n_batch``: prompt tokens evaluated per llama.cpp call; ``seed``: starts the
     sequence of batch seeds; ``tokenizer``: a tokenizer folder or hub id replacing the file's own;
-    ``extra_buffers``: llama.cpp's repacked weight buffers (AMX and others; see the module docstring).
+    ``extra_buffers``: llama.cpp's repacked weight buffers (AMX and others; see the module docstring);
+    ``copy_threshold``: the fewest tokens of a longer prefix in another slot worth copying its state for.
     """
 
     name = "llamacpp"
+    # In the event loop's thread: llama.cpp decoded 1.4x slower from a worker thread than from the thread that
+    # loaded it (measured here, OpenMP build), and on a CPU there is no other work for the loop to overlap.
+    generate_inline = True
 
     def __init__(
         self,
@@ -94,6 +101,7 @@ class LlamaCppBackend(BatchedBackend):
         seed: int | None = 0,
         tokenizer: str | None = None,
         extra_buffers: bool = False,
+        copy_threshold: int = 512,
     ) -> None:
         super().__init__()
         from mtsql.models.packaged import load_gguf_tokenizer, packaged_entry_of, resolve_gguf
@@ -143,8 +151,11 @@ class LlamaCppBackend(BatchedBackend):
         self.eos_token_ids: tuple[int, ...] = tuple(sorted(i for i in eos if i >= 0))
         self._seeds = random.Random(seed)
         self._clock = 0
-        #: Prompt tokens found in a slot's KV cache and not evaluated again; prompt tokens evaluated.
+        self.copy_threshold = copy_threshold
+        #: Prompt tokens not evaluated (found in the slot's KV cache, or copied from another slot's); of those, the
+        #: copied ones; prompt tokens evaluated.
         self.prefill_tokens_saved = 0
+        self.prefill_tokens_copied = 0
         self.prefill_tokens = 0
 
     @property
@@ -165,17 +176,8 @@ class LlamaCppBackend(BatchedBackend):
 
     def _pick(self, prompt: Sequence[int], taken: set[int]) -> int:
         """The free slot sharing the longest prefix with ``prompt``; among equals, the least recently used."""
-
-        def shared(slot: _Slot) -> int:
-            cached = slot.cached
-            n = min(len(cached), len(prompt))
-            if n == 0:
-                return 0
-            differ = np.flatnonzero(cached[:n] != np.asarray(prompt[:n], dtype=cached.dtype))
-            return int(differ[0]) if differ.size else n
-
         free = [i for i in range(len(self._slots)) if i not in taken]
-        return max(free, key=lambda i: (shared(self._slots[i]), -self._slots[i].used))
+        return max(free, key=lambda i: (_shared(self._slots[i], prompt), -self._slots[i].used))
 
     def _generate(
         self, slot: _Slot, prompt: list[int], params: SamplingParams, stops: set[int], rng: np.random.Generator
@@ -189,12 +191,13 @@ class LlamaCppBackend(BatchedBackend):
         self._clock += 1
         slot.used = self._clock
         llm = slot.llm
-        cached = slot.cached
-        keep = 0
-        n = min(len(cached), len(prompt))
-        if n:
-            differ = np.flatnonzero(cached[:n] != np.asarray(prompt[:n], dtype=cached.dtype))
-            keep = int(differ[0]) if differ.size else n
+        keep = _shared(slot, prompt)
+        donor = max(self._slots, key=lambda other: _shared(other, prompt) if other is not slot else -1)
+        shared = _shared(donor, prompt) if donor is not slot else 0
+        if shared - keep > self.copy_threshold:
+            llm.load_state(donor.llm.save_state())
+            self.prefill_tokens_copied += min(shared, len(prompt) - 1) - keep
+            keep = shared
         keep = min(keep, len(prompt) - 1)  # the last prompt token is evaluated again: its logits are needed
         llm.n_tokens = keep  # eval() drops the KV cache from here on
         llm.eval(prompt[keep:])
@@ -236,6 +239,16 @@ def _model_params(**fields: Any) -> Iterator[None]:
             yield
         finally:
             module.llama_model_default_params = default
+
+
+def _shared(slot: _Slot, prompt: Sequence[int]) -> int:
+    """How many leading tokens of ``prompt`` the slot's KV cache holds."""
+    cached = slot.cached
+    n = min(len(cached), len(prompt))
+    if n == 0:
+        return 0
+    differ = np.flatnonzero(cached[:n] != np.asarray(prompt[:n], dtype=cached.dtype))
+    return int(differ[0]) if differ.size else n
 
 
 def sample(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator) -> tuple[int, float]:
