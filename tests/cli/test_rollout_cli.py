@@ -186,3 +186,18 @@ def test_argument_errors_exit_2(
     assert result.exit_code == 2
     assert message in normalise(result.output)
     assert not out.exists()
+
+
+def test_an_out_file_that_is_not_a_records_file_is_refused_before_the_model_loads(tmp_path: Path) -> None:
+    """The reproduction of a file destroyed by --out: a copy of the README given as --out is refused (exit 2) and
+    left as it was; the model named does not even exist, so nothing was loaded before the refusal."""
+    notes = tmp_path / "notes.md"
+    shutil.copy(Path(__file__).resolve().parents[2] / "README.md", notes)
+    before = notes.read_bytes()
+    args = ["rollout", "--model", str(tmp_path / "no-such-model"), "--example", "festival", "--out", str(notes)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "line 1: not an episode record" in normalise(result.output)
+    assert notes.read_bytes() == before
+    folder = CliRunner().invoke(app, ["rollout", "--model", "x", "--example", "festival", "--out", str(tmp_path)])
+    assert folder.exit_code == 2 and "is a directory" in normalise(folder.output)

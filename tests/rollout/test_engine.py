@@ -15,7 +15,7 @@ from mtsql.backends import Backend, BackendError, BackendStats, Generation, Samp
 from mtsql.data import Dialogue
 from mtsql.env import EXEC_SQL, MEMORY_RETRIEVE, VerdictTag, format_answer, format_tool_call, format_verdict
 from mtsql.rewards import RewardConfig
-from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes, read_finished
+from mtsql.rollout import RecordsFileError, RolloutConfig, RolloutEngine, read_episodes, read_finished
 
 pytest.importorskip("transformers")
 pytest.importorskip("trl")
@@ -136,7 +136,7 @@ def test_resume_skips_finished_and_drops_a_cut_line(
     with out.open("a") as file:
         file.write(json.dumps(third)[:100])
     summary = eng.run(dialogues[:4], out)
-    assert (summary.resumed, summary.written) == (2, 2)
+    assert (summary.resumed, summary.written, summary.dropped_line) == (2, 2, 3)
     assert [r["dialogue_id"] for r in read_episodes(out)][:2] == [d.id for d in dialogues[:2]]
     assert sorted(r["id"] for r in read_episodes(out)) == sorted(f"{d.id}#0" for d in dialogues[:4])
     again = engine(tokenizer, example, dialogues)[0].run(dialogues[:4], out)
@@ -152,7 +152,43 @@ def test_a_file_with_other_settings_is_refused(
     other, _ = engine(tokenizer, example, dialogues, history_mode="oracle")
     with pytest.raises(ValueError, match="history_mode='predicted'"):
         other.run(dialogues[:2], out)
-    assert read_finished(out, other.settings | {"history_mode": "predicted"}) == {f"{dialogues[0].id}#0"}
+    assert read_finished(out, other.settings | {"history_mode": "predicted"}) == ({f"{dialogues[0].id}#0"}, None)
+
+
+def test_a_file_that_is_not_a_records_file_is_refused_untouched(
+    tokenizer: Any, example: Any, dialogues: list[Dialogue], tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my notes\nnot JSON\n", encoding="utf-8")
+    eng, _ = engine(tokenizer, example, dialogues)
+    with pytest.raises(RecordsFileError, match="line 1: not an episode record"):
+        eng.run(dialogues[:1], notes)
+    assert notes.read_text(encoding="utf-8") == "# my notes\nnot JSON\n"
+    one_line = tmp_path / "one.txt"
+    one_line.write_bytes(b"some text without a newline")  # not cut from a record: kept
+    with pytest.raises(RecordsFileError, match="line 1"):
+        eng.run(dialogues[:1], one_line)
+    assert one_line.read_bytes() == b"some text without a newline"
+    json_file = tmp_path / "other.jsonl"
+    json_file.write_text('{"id": 1, "name": "not an episode"}\n', encoding="utf-8")
+    with pytest.raises(RecordsFileError, match="line 1: not an episode record"):
+        eng.run(dialogues[:1], json_file)
+    with pytest.raises(RecordsFileError, match="is a directory"):
+        eng.run(dialogues[:1], tmp_path)
+
+
+def test_a_bad_line_before_the_last_is_reported_and_nothing_deleted(
+    tokenizer: Any, example: Any, dialogues: list[Dialogue], tmp_path: Path
+) -> None:
+    out = tmp_path / "rollouts.jsonl"
+    eng, _ = engine(tokenizer, example, dialogues)
+    assert eng.run(dialogues[:3], out).written == 3
+    lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    damaged = lines[0] + lines[1][:50] + "\n" + lines[2]
+    out.write_text(damaged, encoding="utf-8")
+    with pytest.raises(RecordsFileError, match=r"line 2: not an episode record \(and lines follow it\)"):
+        engine(tokenizer, example, dialogues)[0].run(dialogues[:4], out)
+    assert out.read_text(encoding="utf-8") == damaged
 
 
 def test_backend_failures_are_counted_not_written(

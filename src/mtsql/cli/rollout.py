@@ -83,9 +83,14 @@ def rollout_command(
     """
     from mtsql.backends import BackendError, load_backend
     from mtsql.rewards import RewardConfig
-    from mtsql.rollout import ChatTemplateError, RolloutConfig, RolloutEngine
+    from mtsql.rollout import ChatTemplateError, RecordsFileError, RolloutConfig, RolloutEngine, read_finished
 
     quiet_hub()
+    try:  # before any model loads: a file that is not a records file is refused, untouched
+        read_finished(out, None)
+    except RecordsFileError as err:
+        typer.echo(f"mtsql rollout: --out: {err}", err=True)
+        raise typer.Exit(2) from None
     templates = checked_templates("rollout", templates)
     dialogues, db_dir, tables = load_dialogue_set(dataset, split, data_dir, example, limit)
     options = backend_options_of(
@@ -124,7 +129,7 @@ def rollout_command(
         raise typer.Exit(2) from None
     try:
         summary = engine.run(dialogues, out, progress=progress and sys.stderr.isatty())
-    except ValueError as err:  # the output file holds episodes of other settings
+    except ValueError as err:  # RecordsFileError: not a records file of this run (left untouched)
         typer.echo(f"mtsql rollout: {err}", err=True)
         raise typer.Exit(2) from None
     _report(summary, out, engine.settings["history_mode"])
@@ -144,6 +149,8 @@ def _report(summary: RolloutSummary, out: Path, history_mode: str) -> None:
     table = Table(title=f"rollout → {out} (history: {history_mode})", show_header=False)
     table.add_row("episodes written now", f"{summary.written:,}")
     table.add_row("episodes already there (resumed)", f"{summary.resumed:,}")
+    if summary.dropped_line is not None:
+        table.add_row("[yellow]last line cut by a crash, dropped[/yellow]", f"line {summary.dropped_line}")
     if summary.failed:
         table.add_row("[red]episodes failed (rerun to retry)[/red]", f"{summary.failed:,}")
     if summary.skipped_dialogues:

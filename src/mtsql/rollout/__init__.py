@@ -6,6 +6,7 @@ Importing this package is cheap: transformers is imported by the backends that n
 from mtsql.rollout.chat import ChatFormat, ChatTemplateError
 from mtsql.rollout.engine import (
     RECORD_VERSION,
+    RecordsFileError,
     RolloutConfig,
     RolloutEngine,
     RolloutSummary,
@@ -18,6 +19,7 @@ __all__ = [
     "RECORD_VERSION",
     "ChatFormat",
     "ChatTemplateError",
+    "RecordsFileError",
     "RolloutConfig",
     "RolloutEngine",
     "RolloutSummary",

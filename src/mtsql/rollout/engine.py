@@ -9,8 +9,10 @@ re-rendered or re-tokenized. ``completion_mask`` is 1 on model tokens and 0 on e
 
 Many episodes run at once as asyncio tasks (``concurrency``); batched backends gather their waiting
 prompts into one batch, servers get concurrent requests. Records are appended to a JSONL file as episodes
-finish; rerunning with the same file skips the finished ones (a line cut by a crash is dropped), and a file
-written with other settings is refused rather than mixed. An episode whose backend fails is not written:
+finish; rerunning with the same file skips the finished ones. A records file is only appended to or refused:
+a last line cut by a crash is dropped (and reported), while a file that is not a records file, a bad line
+before the last, or records written with other settings stop the run with :class:`RecordsFileError`, the file
+untouched. An episode whose backend fails is not written:
 it is counted and retried by the next run. A dialogue whose database is missing is skipped and counted.
 """
 
@@ -84,6 +86,8 @@ class RolloutSummary:
     env_tokens: int = 0
     wall_s: float = 0.0
     generate_s: float = 0.0
+    #: The number of a last line of the output file cut by a crash, dropped before appending.
+    dropped_line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,7 +182,7 @@ class RolloutEngine:
         summary = RolloutSummary()
         start = time.perf_counter()
         generate_before = self.backend.stats.generate_time_s
-        done = read_finished(out, self.settings) if out is not None else set()
+        done, summary.dropped_line = read_finished(out, self.settings) if out is not None else (set(), None)
         jobs: list[tuple[Dialogue, int]] = []
         missing: set[str] = set()
         for dialogue in dialogues:
@@ -410,35 +414,61 @@ def read_episodes(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def read_finished(path: str | os.PathLike[str], settings: dict[str, Any]) -> set[str]:
-    """The ids of the episodes already in ``path``, after cutting off a last line left incomplete by a crash.
+class RecordsFileError(ValueError):
+    """An output file that is not a records file this run may append to; nothing in it was changed."""
 
-    Raises ``ValueError`` when a record was written with other settings (``_SHARED_SETTINGS``).
+
+#: How every record line starts (``json.dumps`` of a record, ``id`` first): a cut last line must start so too.
+_RECORD_START = b'{"id": '
+
+
+def read_finished(path: str | os.PathLike[str], settings: dict[str, Any] | None) -> tuple[set[str], int | None]:
+    """The ids of the episodes already in ``path``, a records file that this run appends to, and the number of
+    the cut last line dropped from it, if one was (``settings`` None: only check the file, change nothing).
+
+    A records file is only ever appended to or refused. The one line that may be dropped is a last line cut by a
+    crash while it was written (it starts as a record does and does not parse, or has no newline): it is cut off.
+    Anything else that is not an episode record (another kind of file, a bad
+    line before the last) raises :class:`RecordsFileError` naming the line, and so does a record written with
+    other settings (``_SHARED_SETTINGS``); the file is then left as it was.
     """
+    dropped: int | None = None
     if not os.path.exists(path):
-        return set()
+        return set(), None
+    if os.path.isdir(path):
+        raise RecordsFileError(f"{path} is a directory: give a file for the records")
+    with open(path, "rb") as file:
+        lines = file.readlines()
     ids: set[str] = set()
     good = 0
-    with open(path, "rb") as file:
-        for line in file:
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+    for number, line in enumerate(lines, 1):
+        last = number == len(lines)
+        try:
+            record = json.loads(line) if line.endswith(b"\n") else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if record is None:
+            if last and line.startswith(_RECORD_START):
+                dropped = number
                 break
-            if not line.endswith(b"\n"):
-                break
-            for key in _SHARED_SETTINGS:
-                if record.get(key) != settings.get(key):
-                    raise ValueError(
-                        f"{path} holds episodes with {key}={record.get(key)!r}, this run has {settings.get(key)!r}: "
-                        "write to another file"
-                    )
-            ids.add(record["id"])
-            good += len(line)
-    if good != os.path.getsize(path):
+            raise RecordsFileError(
+                f"{path}, line {number}: not an episode record{'' if last else ' (and lines follow it)'}; "
+                "nothing was changed: give another --out, or repair the file"
+            )
+        if not isinstance(record, dict) or "id" not in record or "prompt_ids" not in record:
+            raise RecordsFileError(f"{path}, line {number}: not an episode record; nothing was changed")
+        for key in _SHARED_SETTINGS if settings is not None else ():
+            if record.get(key) != settings.get(key):
+                raise RecordsFileError(
+                    f"{path} holds episodes with {key}={record.get(key)!r}, this run has {settings.get(key)!r}: "
+                    "write to another file"
+                )
+        ids.add(record["id"])
+        good += len(line)
+    if dropped is not None and settings is not None:
         with open(path, "r+b") as file:
             file.truncate(good)
-    return ids
+    return ids, dropped
 
 
 def _step_record(info: dict[str, Any], text: str, finish_reason: str, n_tokens: int) -> dict[str, Any]:
