@@ -172,3 +172,10 @@ def test_real_stats_sparc_dev(data_dir: Path, tmp_path: Path) -> None:
     assert [(p["db_id"], p["dialogue_id"], p["turn_index"]) for p in stats["exec_failures"]] == [
         ("battle_death", "sparc/dev/0161", 1)
     ]
+
+
+def test_the_data_folder_comes_from_mtsql_data_dir_as_in_every_command(tiny_data: Path) -> None:
+    env = {"COLUMNS": "200", "MTSQL_DATA_DIR": str(tiny_data)}
+    result = runner.invoke(APP, ["data", "stats", "-d", "sparc", "--no-check-gold"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "turns by hardness" in result.output

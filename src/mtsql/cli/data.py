@@ -56,7 +56,11 @@ DatasetArg = Annotated[DatasetChoice, typer.Option("--dataset", "-d", help="Whic
 SplitArg = Annotated[str, typer.Option("--split", "-s", help="Which split (train, dev; Spider also test).")]
 DataDirArg = Annotated[
     Path,
-    typer.Option("--data-dir", help="Folder with sparc/, cosql/, spider/ and database/ (or one dataset's folder)."),
+    typer.Option(
+        "--data-dir",
+        envvar="MTSQL_DATA_DIR",
+        help="Folder with sparc/, cosql/, spider/ and database/ (or one dataset's folder).",
+    ),
 ]
 DbDirArg = Annotated[
     Path | None,
