@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -559,10 +560,11 @@ def test_isolated_execution_gives_the_same_results(db: Path) -> None:
 
 
 def test_isolated_execution_has_a_hard_time_limit(db: Path) -> None:
-    # one slow function call: the in-process limit cannot interrupt it, the worker is killed instead
+    # one slow function call: the in-process limit cannot interrupt it, the worker is killed instead (the value cap
+    # raised to 16 MiB: at the default 1 MiB, these multi-megabyte strings fail at once as too big)
     for sql in (_SLOW_INSTR, "SELECT printf('%.*c', 2000000000, 'x')"):
         start = time.monotonic()
-        r = execute_isolated(db, sql, timeout=0.5, grace=0.5)
+        r = execute_isolated(db, sql, timeout=0.5, grace=0.5, max_value_bytes=16 * 1024**2)
         assert time.monotonic() - start < 3.0
         assert not r.ok and r.error_kind == "timeout" and "time limit of 0.5 s" in r.error
     # the next call gets a fresh worker
@@ -656,3 +658,58 @@ def test_real_spider_database_is_never_modified(
     shutil.copyfile(real, copy)
     sql = "SELECT name, age FROM singer ORDER BY age"
     assert execute(copy, sql).rows == execute(real, sql).rows
+
+
+_HUNDRED_15MB = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<100) SELECT zeroblob(15000000) FROM c"
+)
+_TWENTY_1MB = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<20) SELECT zeroblob(1000000) FROM c"
+_RSS_PROBE = """
+import json, resource, sys, time
+from mtsql.sql.executor import execute
+start = time.perf_counter()
+result = execute(sys.argv[1], sys.argv[2], timeout=2, max_rows=int(sys.argv[3]) if sys.argv[3] else None,
+                 max_chars=int(sys.argv[4]) if sys.argv[4] else None)
+print(json.dumps({"ok": result.ok, "error": result.error, "rows": len(result.rows), "s": time.perf_counter() - start,
+                  "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("query", "max_rows", "max_chars", "ok"),
+    [
+        # 100 values of 15 MB: each is over the value cap and fails at once.
+        (
+            _HUNDRED_15MB,
+            "10000",
+            "1000000",
+            False,
+        ),
+        # 20 values of 1 MB (the cap) with 1 row and 1,000 characters allowed: nothing past a 16-row batch is held.
+        (
+            _TWENTY_1MB,
+            "1",
+            "1000",
+            True,
+        ),
+        # Evaluation's settings (no character cap, the gold result's rows plus one).
+        (
+            _HUNDRED_15MB,
+            "2",
+            "",
+            False,
+        ),
+    ],
+)
+def test_huge_values_cannot_exhaust_memory(db: Path, query: str, max_rows: str, max_chars: str, ok: bool) -> None:
+    """The reproductions of the memory blow-up (7 GB RSS before the value cap and the small fetch batches): the
+    probe process's own peak RSS stays far under 500 MB."""
+    probe = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(db), query, max_rows, max_chars],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    result = json.loads(probe.stdout)
+    assert result["ok"] is ok
+    if not ok:
+        assert "too big" in result["error"]
+    assert result["rss_kb"] < 300 * 1024, result

@@ -44,7 +44,7 @@ plug_value, no statement  ``IndexError`` (only ``;``, tabs, spaces)      the pre
 
 Other deviations: queries run read-only through :mod:`mtsql.sql.executor` (so also no ``PRAGMA`` besides its
 few introspection pragmas, no ``ATTACH``, one statement, no statement without result columns); a value larger
-than the executor's value limit (16 MiB) is an error; where sqlparse's grouping step would refuse a query (its
+than the executor's value limit (1 MiB) is an error; where sqlparse's grouping step would refuse a query (its
 anti-DoS limits: more than 10,000 tokens, grouping depth above 100) the official run crashes, while the DISTINCT
 removal here needs no grouping and goes on. A blank or comment-only prediction with ``keep_distinct`` (and a
 comment-only one without) is executed by the official code as a query without rows; so it is here.

@@ -44,9 +44,15 @@ DROP TABLE t``) is rejected before anything runs. An empty query is an error.
   spins for about 10 s). For a hard limit use :func:`execute_isolated`, which runs the query in a worker
   process killed when it overruns (the ``mtsql sql`` command instead ends its own process).
 - Rows and characters: at most ``max_rows`` rows and ``max_chars`` characters of result text are fetched
-  (``truncated=True`` says more existed); the rest is never materialised in Python.
-- Memory: ``SQLITE_LIMIT_LENGTH`` caps every string, blob and row SQLite builds (``randomblob(1e9)`` fails at
-  once with ``string or blob too big``) and ``SQLITE_LIMIT_SQL_LENGTH`` caps the statement's length. SQLite's
+  (``truncated=True`` says more existed); the rest is never materialised in Python. With ``max_chars``, rows
+  are fetched 16 at a time, so what is held beyond the cap is at most 16 rows.
+- Memory: ``SQLITE_LIMIT_LENGTH`` caps every string, blob and row SQLite builds at ``max_value_bytes`` (1 MiB by
+  default; the longest value in the Spider databases is 213 characters), so ``zeroblob(15000000)`` or
+  ``randomblob(1e9)`` fails at once with ``string or blob too big``, and ``SQLITE_LIMIT_SQL_LENGTH`` caps the
+  statement's length. The memory a call holds is then bounded by its row cap: with ``max_chars`` (the ``mtsql
+  sql`` command, the environment) by about ``max_chars`` plus 16 rows of at most ``max_value_bytes`` each;
+  without it (evaluation, which compares whole results) by ``max_rows`` (for a prediction, the gold result's
+  rows plus one) rows of at most ``max_value_bytes`` each, and by the gold query's own result. SQLite's
   heap limit (``sqlite3_hard_heap_limit64``) is process-wide, not per connection, so it is not set here; call
   :func:`set_process_heap_limit` to opt in for a whole worker process; :func:`execute_isolated` caps its
   worker's address space. Sorts spill to temporary files (above), so a runaway sort stays at a few MB.
@@ -102,7 +108,7 @@ __all__ = [
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_CHARS = 1_000_000
-DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 DEFAULT_MAX_SQL_CHARS = 100_000
 MAX_CACHED_CONNECTIONS_PER_THREAD = 64
 # The progress handler runs every this many SQLite VM instructions: about every 10-50 microseconds of work,
@@ -563,7 +569,7 @@ def _fetch(cursor: sqlite3.Cursor, max_rows: int | None, max_chars: int | None) 
     bound = 0
     chars: int | None = None
     while True:
-        batch = cursor.fetchmany(256)
+        batch = cursor.fetchmany(16)  # small: a row may hold values of up to max_value_bytes each
         if not batch:
             return rows, False
         if chars is None:
