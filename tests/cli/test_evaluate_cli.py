@@ -106,3 +106,30 @@ def test_accuracy_plots(example: Example, tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
     result = runner.invoke(app, [*_args(example), "--plot", str(tmp_path / "none")])
     assert result.exit_code == 2 and "needs matplotlib" in result.output and not (tmp_path / "none").exists()
+
+
+def test_a_database_absent_from_tables_json_is_reported_and_strict_refuses_it(data_dir: Path, tmp_path: Path) -> None:
+    """An identical copy of flight_2 under a db_id tables.json lacks: its turns are judged without foreign keys,
+    which the official script does silently; here they are counted in the notes and --json, and --strict stops."""
+    import shutil
+
+    db = tmp_path / "database"
+    for db_id in ("flight_2", "flight_copy"):
+        (db / db_id).mkdir(parents=True)
+        shutil.copy(data_dir / "database" / "flight_2" / "flight_2.sqlite", db / db_id / f"{db_id}.sqlite")
+    query = "SELECT count(*) FROM flights AS T1 JOIN airports AS T2 ON T1.DestAirport = T2.AirportCode"
+    gold = tmp_path / "gold.txt"
+    gold.write_text(f"{query}\tflight_2\n\n{query}\tflight_copy\n", encoding="utf-8")
+    pred = tmp_path / "pred.txt"
+    pred.write_text(f"{query}\n\n{query}\n", encoding="utf-8")
+    args = ["evaluate", "--gold", str(gold), "--pred", str(pred), "--db", str(db)]
+    args += ["--table", str(data_dir / "sparc" / "tables.json"), "--format", "plain"]
+    out = tmp_path / "summary.json"
+    result = runner.invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 turn(s) on database(s) absent from tables.json: flight_copy (1)" in result.output
+    assert json.loads(out.read_text(encoding="utf-8"))["databases_without_tables"] == {"flight_copy": 1}
+    strict = runner.invoke(app, [*args, "--strict"])
+    assert strict.exit_code == 2 and "flight_copy not in" in strict.output
+    exec_only = runner.invoke(app, [*args, "--etype", "exec", "--json", str(out)])
+    assert exec_only.exit_code == 0 and json.loads(out.read_text(encoding="utf-8"))["databases_without_tables"] == {}

@@ -77,7 +77,8 @@ def evaluate(
     ] = 0,
 ) -> None:
     """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
-    from mtsql.eval.evaluator import EvalOptions, evaluate_turns
+    from mtsql.eval.evaluator import EvalOptions, databases_without_tables, evaluate_turns
+    from mtsql.eval.exact_match import load_foreign_key_maps
     from mtsql.eval.exec_match import PLUG_VALUE_LIMIT
     from mtsql.eval.report import print_notes, print_plain, print_rich
     from mtsql.eval.summary import summarize
@@ -131,7 +132,13 @@ def evaluate(
     except (ValueError, FileNotFoundError) as err:  # sessions that do not pair up, a broken tables.json
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
-    summary = summarize(results, etype, strict=strict, gold_turns_per_session=[len(s) for s in gold_sessions])  # type: ignore[arg-type]
+    without_tables = (
+        databases_without_tables(gold_sessions, load_foreign_key_maps(table)) if table and etype != "exec" else {}
+    )
+    summary = summarize(
+        results, etype, strict=strict, gold_turns_per_session=[len(s) for s in gold_sessions],  # type: ignore[arg-type]
+        without_tables=without_tables,
+    )  # fmt: skip
     elapsed = time.perf_counter() - start
     if per_turn is not None:
         with per_turn.open("w", encoding="utf-8") as f:

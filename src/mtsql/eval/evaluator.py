@@ -145,6 +145,17 @@ def _batches(
     return sorted(batches, key=weight, reverse=True)
 
 
+def databases_without_tables(gold: Sequence[list[GoldQuery]], kmaps: dict[str, dict[str, str]]) -> dict[str, int]:
+    """The gold turns per database absent from tables.json: exact match judges them without the foreign-key map
+    (a pair of columns linked by a foreign key then counts as different), as the official script does silently."""
+    absent: dict[str, int] = {}
+    for session in gold:
+        for turn in session:
+            if turn.db_id not in kmaps:
+                absent[turn.db_id] = absent.get(turn.db_id, 0) + 1
+    return dict(sorted(absent.items()))
+
+
 def evaluate_turns(
     gold: Sequence[list[GoldQuery]], preds: Sequence[list[str]], options: EvalOptions
 ) -> list[list[TurnResult]]:
@@ -157,6 +168,12 @@ def evaluate_turns(
     kmaps = load_foreign_key_maps(options.tables) if options.tables else {}
     if options.etype in ("all", "match") and options.tables is None:
         raise ValueError("exact set match needs the tables.json file (--table)")
+    absent = databases_without_tables(gold, kmaps) if options.etype in ("all", "match") else {}
+    if absent and options.strict:
+        raise ValueError(
+            f"{', '.join(absent)} not in {options.tables}: exact match would compare their turns without "
+            "foreign keys (scores silently differ); add them to the file, or leave out --strict to have them counted"
+        )
     workers = options.workers or os.cpu_count() or 1
     total_turns = sum(len(s) for s in gold)
     _init_worker(options, kmaps)

@@ -138,6 +138,12 @@ def notes(summary: Summary) -> list[str]:
         lines += [
             f"  session {g['session']} turn {g['turn']} ({g['db_id']}): {g['error']}" for g in summary.gold_errors
         ]
+    if summary.without_tables:
+        listed = ", ".join(f"{db} ({n})" for db, n in summary.without_tables.items())
+        lines.append(
+            f"! {sum(summary.without_tables.values())} turn(s) on database(s) absent from tables.json: {listed}; "
+            "exact match judged them without foreign keys (as the official script does, silently; --strict refuses)"
+        )
     if summary.unpredicted_turns:
         lines.append(
             f"! {summary.unpredicted_turns} gold turn(s) have no prediction"

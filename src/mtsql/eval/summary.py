@@ -38,6 +38,8 @@ class Summary:
     exec_status: dict[str, int] = field(default_factory=dict)
     unpredicted_turns: int = 0
     """Gold turns beyond the end of their prediction session (the official script silently ignores them)."""
+    without_tables: dict[str, int] = field(default_factory=dict)
+    """Turns per database absent from tables.json, judged for exact match without foreign keys."""
 
     def to_json(self) -> dict:
         return {
@@ -52,6 +54,7 @@ class Summary:
             "pred_parse_failures": self.pred_parse_failures,
             "exec_status": self.exec_status,
             "unpredicted_turns": self.unpredicted_turns,
+            "databases_without_tables": self.without_tables,
         }
 
 
@@ -70,8 +73,10 @@ def summarize(
     *,
     strict: bool = False,
     gold_turns_per_session: Sequence[int] | None = None,
+    without_tables: dict[str, int] | None = None,
 ) -> Summary:
     summary = Summary(etype=etype, strict=strict, include_turn_acc=len(results) > 1)
+    summary.without_tables = dict(without_tables or {})
     levels = {level: _empty_level() for level in LEVELS}
     turns = {bucket: {"count": 0, "exec": 0.0, "exact": 0.0} for bucket in TURN_BUCKETS}
     statuses: Counter[str] = Counter()
