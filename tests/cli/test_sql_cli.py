@@ -178,3 +178,19 @@ def test_registered_in_the_main_app() -> None:
     main = pytest.importorskip("mtsql.cli.main")
     names = {c.name or c.callback.__name__ for c in main.app.registered_commands}
     assert "sql" in names
+
+
+def test_empty_statements_after_the_query_are_fine_a_second_statement_is_not(db: Path) -> None:
+    for query in ("SELECT count(*) FROM t;;", "SELECT count(*) FROM t; ; -- done", "SELECT count(*) FROM t; /* c */ ;"):
+        code, out = invoke("--db", str(db), query)
+        assert code == 0 and out["rows"] == [[20]], query
+    code, out = invoke("--db", str(db), "SELECT count(*) FROM t;; SELECT 1")
+    assert code == 1 and out["error"] == "only one statement is allowed"
+    code, out = invoke("--db", str(db), "SELECT ';;' ;;")
+    assert code == 0 and out["rows"] == [[";;"]]
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-5", "0"])
+def test_a_timeout_must_be_a_finite_positive_number(db: Path, timeout: str) -> None:
+    result = CliRunner().invoke(make_app(), ["sql", "--db", str(db), "--timeout", timeout, "SELECT 1"])
+    assert result.exit_code == 2 and "finite number of seconds above 0" in result.output

@@ -155,3 +155,11 @@ def test_order_like_gold_reports_unmatched_session(sparc_dir: Path) -> None:
     gold.append([GoldQuery("SELECT nothing", "concert_singer")])
     with pytest.raises(ValueError, match=r"gold session 2 \(concert_singer, 1 turns\) matches no dialogue"):
         order_like_gold(dialogues, gold)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_query(tmp_path: Path) -> None:
+    from mtsql.data import read_prediction_file
+
+    path = tmp_path / "pred.txt"
+    path.write_bytes("\ufeffSELECT 1\nSELECT 2\n\nSELECT 3\n".encode())
+    assert read_prediction_file(path) == [["SELECT 1", "SELECT 2"], ["SELECT 3"]]

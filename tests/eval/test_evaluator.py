@@ -156,3 +156,25 @@ def test_pair_that_crashes_the_official_scores_as_mismatch(example: Example) -> 
     pred = [["SELECT count(*) FROM (SELECT name FROM stage) (SELECT name FROM artist)"]]
     r = evaluate_turns(gold, pred, _options(example))[0][0]
     assert r.exact == 0 and "two different subqueries" in r.error and r.partial is not None
+
+
+def test_a_prediction_that_fails_to_execute_says_why(example: Example) -> None:
+    gold = [[_gold("SELECT count(*) FROM stage")]]
+    results = evaluate_turns(gold, [["SELECT count(*) FROM stage GROUP BY count(*)"]], _options(example))
+    turn = results[0][0]
+    assert turn.pred_parsed and turn.exec_status == "pred_error"
+    assert "prediction fails on the database: aggregate functions are not allowed" in turn.error
+
+
+def test_predictions_beyond_their_gold_session_are_counted_and_refused_when_strict(example: Example) -> None:
+    from mtsql.eval.evaluator import extra_predictions
+
+    gold = [[_gold("SELECT name FROM stage")]]
+    preds = [["SELECT name FROM stage", "SELECT 1", "SELECT 2"]]
+    assert extra_predictions(gold, preds) == 2
+    results = evaluate_turns(gold, preds, _options(example))
+    assert len(results[0]) == 1
+    summary = summarize(results, "all", extra_predictions=2)
+    assert summary.to_json()["extra_predictions"] == 2
+    with pytest.raises(ValueError, match="2 prediction"):
+        evaluate_turns(gold, preds, _options(example, strict=True))

@@ -81,6 +81,15 @@ ExampleOpt = Annotated[
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N dialogues.")]
 
 
+def positive_seconds(value: float) -> float:
+    """A ``--timeout`` callback: a finite number of seconds above 0 (``inf`` would mean no limit at all)."""
+    import math
+
+    if not math.isfinite(value) or value <= 0:
+        raise typer.BadParameter(f"must be a finite number of seconds above 0, not {value}")
+    return value
+
+
 def checked_templates(command: str, templates: str | None) -> str:
     """The ``--templates`` value (the default set when not given), loaded now so that a bad file stops the command
     with exit code 2 before any model is loaded."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mtsql.cli.common import positive_seconds
 from mtsql.data.dialogue import DatasetName
 from mtsql.data.export import export_dialogues
 from mtsql.data.loaders import LoadResult, read_dataset
@@ -83,7 +84,9 @@ def stats_command(
         bool,
         typer.Option("--check-gold/--no-check-gold", help="Execute every gold query to find broken ones."),
     ] = True,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds allowed to each gold query.")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", callback=positive_seconds, help="Seconds allowed to each gold query.")
+    ] = 10.0,
 ) -> None:
     """Count dialogues and turns by hardness and turn depth, and list the turns that cannot be evaluated."""
     from rich.console import Console

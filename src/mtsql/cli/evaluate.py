@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from mtsql.cli.common import positive_seconds
 from mtsql.data.loaders import DatasetFormatError, read_gold_file, read_prediction_file
 
 
@@ -41,7 +42,9 @@ def evaluate(
             "value slots (for models that do not predict values).",
         ),
     ] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Time limit per query execution, in seconds.")] = 60.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", callback=positive_seconds, help="Time limit per query execution, in seconds.")
+    ] = 60.0,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (0: one per core).")] = 0,
     strict: Annotated[
         bool, typer.Option("--strict", help="Fix the official script's quirks (see docs/evaluation.md).")
@@ -77,7 +80,7 @@ def evaluate(
     ] = 0,
 ) -> None:
     """Score predictions with the official verdicts: hardness, exact set match, execution match, per turn."""
-    from mtsql.eval.evaluator import EvalOptions, databases_without_tables, evaluate_turns
+    from mtsql.eval.evaluator import EvalOptions, databases_without_tables, evaluate_turns, extra_predictions
     from mtsql.eval.exact_match import load_foreign_key_maps
     from mtsql.eval.exec_match import PLUG_VALUE_LIMIT
     from mtsql.eval.report import print_notes, print_plain, print_rich
@@ -137,7 +140,7 @@ def evaluate(
     )
     summary = summarize(
         results, etype, strict=strict, gold_turns_per_session=[len(s) for s in gold_sessions],  # type: ignore[arg-type]
-        without_tables=without_tables,
+        without_tables=without_tables, extra_predictions=extra_predictions(gold_sessions, pred_sessions),
     )  # fmt: skip
     elapsed = time.perf_counter() - start
     if per_turn is not None:

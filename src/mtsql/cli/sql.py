@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from mtsql.cli.common import positive_seconds
+
 
 def register(app: typer.Typer) -> None:
     # SQL often starts with a "-- comment": such a query is the argument, not an unknown option
@@ -20,7 +22,9 @@ def register(app: typer.Typer) -> None:
 def sql_command(
     query: Annotated[str, typer.Argument(help="The SQL query (one statement; use '-' to read it from stdin).")],
     db: Annotated[Path, typer.Option("--db", help="The SQLite database file (opened read-only).")],
-    timeout: Annotated[float, typer.Option("--timeout", min=0.0, help="Time limit in seconds.")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", callback=positive_seconds, help="Time limit in seconds.")
+    ] = 5.0,
     max_rows: Annotated[int, typer.Option("--max-rows", min=0, help="At most this many rows.")] = 10_000,
     max_chars: Annotated[
         int, typer.Option("--max-chars", min=0, help="At most this many characters of result values.")

@@ -384,7 +384,7 @@ def _squash(sql: str) -> str:
 def _read_sessions(path: Path, single_turn: bool) -> list[list[tuple[int, str]]]:
     """Stripped lines with their 1-based numbers, grouped into sessions as the official reader groups them."""
     try:
-        with path.open(encoding="utf-8") as file:
+        with path.open(encoding="utf-8-sig") as file:  # a byte-order mark (Windows editors) is not SQL
             lines = list(file)
     except FileNotFoundError:
         raise DatasetNotFoundError(f"{path} not found") from None

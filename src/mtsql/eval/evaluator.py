@@ -145,6 +145,11 @@ def _batches(
     return sorted(batches, key=weight, reverse=True)
 
 
+def extra_predictions(gold: Sequence[list[GoldQuery]], preds: Sequence[list[str]]) -> int:
+    """Predictions beyond the end of their gold session: never judged (the official ``zip`` drops them)."""
+    return sum(max(0, len(p) - len(g)) for g, p in zip(gold, preds, strict=False))
+
+
 def databases_without_tables(gold: Sequence[list[GoldQuery]], kmaps: dict[str, dict[str, str]]) -> dict[str, int]:
     """The gold turns per database absent from tables.json: exact match judges them without the foreign-key map
     (a pair of columns linked by a foreign key then counts as different), as the official script does silently."""
@@ -168,6 +173,12 @@ def evaluate_turns(
     kmaps = load_foreign_key_maps(options.tables) if options.tables else {}
     if options.etype in ("all", "match") and options.tables is None:
         raise ValueError("exact set match needs the tables.json file (--table)")
+    extra = extra_predictions(gold, preds)
+    if extra and options.strict:
+        raise ValueError(
+            f"{extra} prediction(s) beyond the end of their gold session: the sessions are out of step (blank lines "
+            "separate sessions in both files)"
+        )
     absent = databases_without_tables(gold, kmaps) if options.etype in ("all", "match") else {}
     if absent and options.strict:
         raise ValueError(

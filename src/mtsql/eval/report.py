@@ -138,6 +138,11 @@ def notes(summary: Summary) -> list[str]:
         lines += [
             f"  session {g['session']} turn {g['turn']} ({g['db_id']}): {g['error']}" for g in summary.gold_errors
         ]
+    if summary.extra_predictions:
+        lines.append(
+            f"! {summary.extra_predictions} prediction(s) beyond the end of their gold session were not judged "
+            "(sessions out of step? --strict refuses them)"
+        )
     if summary.without_tables:
         listed = ", ".join(f"{db} ({n})" for db, n in summary.without_tables.items())
         lines.append(

@@ -38,6 +38,8 @@ class Summary:
     exec_status: dict[str, int] = field(default_factory=dict)
     unpredicted_turns: int = 0
     """Gold turns beyond the end of their prediction session (the official script silently ignores them)."""
+    extra_predictions: int = 0
+    """Predictions beyond the end of their gold session (never judged; the official script ignores them too)."""
     without_tables: dict[str, int] = field(default_factory=dict)
     """Turns per database absent from tables.json, judged for exact match without foreign keys."""
 
@@ -54,6 +56,7 @@ class Summary:
             "pred_parse_failures": self.pred_parse_failures,
             "exec_status": self.exec_status,
             "unpredicted_turns": self.unpredicted_turns,
+            "extra_predictions": self.extra_predictions,
             "databases_without_tables": self.without_tables,
         }
 
@@ -74,9 +77,11 @@ def summarize(
     strict: bool = False,
     gold_turns_per_session: Sequence[int] | None = None,
     without_tables: dict[str, int] | None = None,
+    extra_predictions: int = 0,
 ) -> Summary:
     summary = Summary(etype=etype, strict=strict, include_turn_acc=len(results) > 1)
     summary.without_tables = dict(without_tables or {})
+    summary.extra_predictions = extra_predictions
     levels = {level: _empty_level() for level in LEVELS}
     turns = {bucket: {"count": 0, "exec": 0.0, "exact": 0.0} for bucket in TURN_BUCKETS}
     statuses: Counter[str] = Counter()

@@ -103,6 +103,9 @@ def score_turn(
             error = f"gold query fails on the database: {verdict.message}"
         elif verdict.status == "plug_value_limit":
             error = "; ".join(filter(None, (error, f"plug_value: {verdict.message}")))
+        elif verdict.status in ("pred_error", "pred_timeout") and verdict.message:
+            # why the prediction failed to execute (a prediction that does not parse says so already)
+            error = "; ".join(filter(None, (error, f"prediction fails on the database: {verdict.message}")))
     if etype in ("all", "match"):
         gold_norm = normalize_for_match(gold_sql, schema, kmap)
         pred_norm = gold_norm if same else normalize_for_match(pred_sql, schema, kmap)

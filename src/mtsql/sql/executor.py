@@ -541,7 +541,15 @@ def _run(
     conn: sqlite3.Connection, sql: str, max_rows: int | None, max_chars: int | None
 ) -> tuple[list[str], list[Any], bool, bool, bool]:
     """Columns, rows, truncated, whether the SQL is blank, whether it was a statement without result columns."""
-    cursor = conn.execute(sql)
+    try:
+        cursor = conn.execute(sql)
+    except sqlite3.ProgrammingError as exc:
+        # Python's sqlite3 counts what follows the first statement's ';' as a second statement even when it is
+        # only more ';', whitespace and comments ('SELECT 1;;'); such a tail is dropped, anything else refused.
+        first = _first_statement(sql) if "one statement at a time" in str(exc) else None
+        if first is None:
+            raise
+        cursor = conn.execute(first)
     try:
         description = cursor.description
         if description is None:
@@ -551,6 +559,17 @@ def _run(
         return [d[0] for d in description], rows, truncated, False, False
     finally:
         cursor.close()
+
+
+_EMPTY_TAIL = re.compile(r"(?:\s+|;|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.S)
+
+
+def _first_statement(sql: str) -> str | None:
+    """The first complete statement of ``sql`` when all that follows it is ``;``, whitespace and comments."""
+    for position, char in enumerate(sql):
+        if char == ";" and sqlite3.complete_statement(sql[: position + 1]):
+            return sql[: position + 1] if _EMPTY_TAIL.fullmatch(sql, position + 1) else None
+    return None
 
 
 def _fetch(cursor: sqlite3.Cursor, max_rows: int | None, max_chars: int | None) -> tuple[list[Any], bool]:
