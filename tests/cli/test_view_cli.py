@@ -81,3 +81,23 @@ def test_bad_input(records: Path, tmp_path: Path) -> None:
     assert unknown.exit_code == 2 and "unknown example" in unknown.output
     elsewhere = view(records, "--db-dir", tmp_path, "--limit", "1")
     assert elsewhere.exit_code == 0 and "no database festival" in elsewhere.output
+
+
+def test_a_bad_line_or_mixed_runs_stop_the_reader_naming_the_line(records: Path, tmp_path: Path) -> None:
+    """A cut line in the middle no longer hides the episodes after it; invalid UTF-8 is no traceback; records of
+    two runs in one file are refused (as mtsql rollout keeps them apart)."""
+    lines = records.read_text(encoding="utf-8").splitlines(keepends=True)
+    middle = tmp_path / "middle.jsonl"
+    middle.write_text(lines[0] + lines[1][:80] + "\n" + lines[2], encoding="utf-8")
+    result = view(middle)
+    assert result.exit_code == 2 and "line 2: not a JSON record" in result.output
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(lines[0].encode() + b"\xff\xfe{}\n" + lines[2].encode())
+    result = view(binary)
+    assert result.exit_code == 2 and "line 2: not UTF-8" in result.output and "Traceback" not in result.output
+    mixed = tmp_path / "mixed.jsonl"
+    other = json.loads(lines[1])
+    other["history_mode"] = "oracle"
+    mixed.write_text(lines[0] + json.dumps(other) + "\n", encoding="utf-8")
+    result = view(mixed)
+    assert result.exit_code == 2 and "mixes runs: line 2 has history_mode='oracle'" in result.output

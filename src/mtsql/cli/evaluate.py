@@ -184,7 +184,7 @@ def _trajectory_predictions(path: Path, gold: list, sample: int) -> list[list[st
     from mtsql.rollout import read_episodes
     from mtsql.rollout.export import predictions_from_episodes
 
-    found = predictions_from_episodes(read_episodes(path), gold, sample=sample)
+    found = predictions_from_episodes(read_episodes(path, one_run=True), gold, sample=sample)
     modes = ", ".join(found.history_modes) or "none"
     typer.echo(f"trajectories: {path} (sample {sample}, history: {modes})", err=True)
     if found.missing_sessions or found.unreached_turns:

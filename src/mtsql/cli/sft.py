@@ -181,7 +181,11 @@ def export_command(
     from mtsql.rollout import read_episodes
     from mtsql.train.export import to_llamafactory, to_verl_rl, to_verl_sft
 
-    episodes = [episode for path in records for episode in read_episodes(path)]
+    try:
+        episodes = [episode for path in records for episode in read_episodes(path)]
+    except (OSError, ValueError) as err:  # RecordsFileError: a bad line, named
+        typer.echo(f"mtsql sft export: {err}", err=True)
+        raise typer.Exit(2) from None
     write = {ExportChoice.llamafactory: to_llamafactory, ExportChoice.verl_sft: to_verl_sft}.get(
         export_format, to_verl_rl
     )

@@ -42,12 +42,13 @@ def view_command(
     its verdicts, its final SQL beside the gold SQL, and the reward components (when the records were scored).
 
     Without --db-dir the SQL results are the records' own summaries (rows and columns, or the error). A last line
-    cut by a crash ends the file; records without the fields of an episode are skipped and counted. Exit code 1
-    when no episode matches, 2 for a missing file or bad options.
+    cut by a crash is left out; a bad line elsewhere, or records of different runs in one file, stop the command
+    naming the line; records without the fields of an episode are skipped and counted. Exit code 1 when no
+    episode matches, 2 for a missing or bad file or bad options.
     """
     from rich.console import Console
 
-    from mtsql.rollout.engine import read_episodes
+    from mtsql.rollout.engine import RecordsFileError, read_episodes
 
     if db_dir is not None and example is not None:
         typer.echo("mtsql view: give --db-dir or --example, not both", err=True)
@@ -64,7 +65,11 @@ def view_command(
             typer.echo(f"mtsql view: {err}", err=True)
             raise typer.Exit(2) from None
     console = Console(highlight=False)
-    read = read_episodes(records)
+    try:
+        read = read_episodes(records, one_run=True)
+    except RecordsFileError as err:
+        typer.echo(f"mtsql view: {err}", err=True)
+        raise typer.Exit(2) from None
     valid = [r for r in read if isinstance(r, dict) and all(key in r for key in _REQUIRED)]
     chosen = [r for r in valid if (not episode or r["id"] in episode) and (not wrong or _missed(r))]
     for record in chosen[:limit]:

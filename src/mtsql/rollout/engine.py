@@ -400,18 +400,44 @@ def episode_id(dialogue_id: str, sample: int) -> str:
     return f"{dialogue_id}#{sample}"
 
 
-def read_episodes(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every complete record of a rollout file (a last line cut by a crash is left out)."""
-    records = []
-    with open(path, encoding="utf-8") as file:
-        for line in file:
-            if not line.endswith("\n"):
-                break
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+def read_episodes(path: str | os.PathLike[str], *, one_run: bool = False) -> list[dict[str, Any]]:
+    """Every record of a records file. A last line cut by a crash (or still being written) is left out; any other
+    line that is not a JSON object, or text that is not UTF-8, raises :class:`RecordsFileError` naming its line,
+    so a reader never stops early in silence. ``one_run``: records written with different settings
+    (``_SHARED_SETTINGS``, as ``mtsql rollout`` keeps them apart) are refused too."""
+    records: list[dict[str, Any]] = []
+    first: tuple[int, dict[str, Any]] | None = None
+    with open(path, "rb") as file:
+        lines = file.readlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line) if line.endswith(b"\n") else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if record is None and number == len(lines) and line.startswith(_RECORD_START):
+            break  # cut by a crash, or still being written
+        if not isinstance(record, dict):
+            what = "not UTF-8" if not _is_utf8(line) else "not a JSON record"
+            raise RecordsFileError(f"{path}, line {number}: {what}")
+        if one_run and all(key in record for key in _SHARED_SETTINGS):  # an episode (other objects are the reader's)
+            if first is None:
+                first = (number, record)
+            for key in _SHARED_SETTINGS:
+                if record[key] != first[1][key]:
+                    raise RecordsFileError(
+                        f"{path} mixes runs: line {number} has {key}={record[key]!r}, line {first[0]} has "
+                        f"{first[1][key]!r}; read each run's file on its own"
+                    )
+        records.append(record)
     return records
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class RecordsFileError(ValueError):
