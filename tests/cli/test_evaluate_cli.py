@@ -133,3 +133,25 @@ def test_a_database_absent_from_tables_json_is_reported_and_strict_refuses_it(da
     assert strict.exit_code == 2 and "flight_copy not in" in strict.output
     exec_only = runner.invoke(app, [*args, "--etype", "exec", "--json", str(out)])
     assert exec_only.exit_code == 0 and json.loads(out.read_text(encoding="utf-8"))["databases_without_tables"] == {}
+
+
+def test_user_errors_are_one_line_and_exit_2_before_the_work(example: Example, tmp_path: Path) -> None:
+    """A malformed tables.json (a foreign key out of range, a missing key) and an output path that is a
+    directory: one clear line, exit code 2, no traceback; a missing output folder is made."""
+    entries = json.loads(Path(example.tables).read_text(encoding="utf-8"))
+    out_of_range = [{**entries[0], "foreign_keys": [*entries[0]["foreign_keys"], [999, 0]]}]
+    missing_key = [{k: v for k, v in entries[0].items() if k != "column_names_original"}]
+    for name, content, reason in (
+        ("range.json", out_of_range, "IndexError"),
+        ("key.json", missing_key, "missing key 'column_names_original'"),
+    ):
+        table = tmp_path / name
+        table.write_text(json.dumps(content), encoding="utf-8")
+        args = [*_args(example)]
+        args[args.index("--table") + 1] = str(table)
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and reason in result.output and "Traceback" not in result.output
+    folder = runner.invoke(app, [*_args(example), "--json", str(tmp_path)])
+    assert folder.exit_code == 2 and "is a directory" in " ".join(folder.output.replace("│", " ").split())
+    deep = tmp_path / "new" / "folder" / "turns.jsonl"
+    assert runner.invoke(app, [*_args(example), "--per-turn", str(deep)]).exit_code == 0 and deep.is_file()

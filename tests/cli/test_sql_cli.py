@@ -194,3 +194,9 @@ def test_empty_statements_after_the_query_are_fine_a_second_statement_is_not(db:
 def test_a_timeout_must_be_a_finite_positive_number(db: Path, timeout: str) -> None:
     result = CliRunner().invoke(make_app(), ["sql", "--db", str(db), "--timeout", timeout, "SELECT 1"])
     assert result.exit_code == 2 and "finite number of seconds above 0" in result.output
+
+
+def test_a_memory_cap_below_what_the_command_needs_is_refused(db: Path) -> None:
+    result = CliRunner().invoke(make_app(), ["sql", "--db", str(db), "--max-memory-mb", "1", "SELECT 1"])
+    assert result.exit_code == 2
+    assert "below what the command itself needs" in " ".join(result.output.replace("│", " ").split())

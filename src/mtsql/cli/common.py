@@ -7,6 +7,7 @@ and every command spells, documents and validates them the same way.
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -79,6 +80,22 @@ ExampleOpt = Annotated[
     str | None, typer.Option("--example", help="A bundled example (e.g. 'festival') instead of --dataset.")
 ]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N dialogues.")]
+
+
+def output_file(value: Path | None) -> Path | None:
+    """A callback for options naming a file to write: refused at once when it is a directory, its folder made
+    when missing, so a long command never fails at its very end."""
+    if value is None:
+        return None
+    if value.is_dir():
+        raise typer.BadParameter(f"{value} is a directory: give a file")
+    try:
+        value.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise typer.BadParameter(f"cannot make the folder {value.parent}: {err.strerror or err}") from None
+    if value.parent.is_dir() and not os.access(value.parent, os.W_OK):
+        raise typer.BadParameter(f"cannot write into {value.parent}")
+    return value
 
 
 def positive_seconds(value: float) -> float:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mtsql.cli.common import positive_seconds
+from mtsql.cli.common import output_file, positive_seconds
 from mtsql.data.loaders import DatasetFormatError, read_gold_file, read_prediction_file
 
 
@@ -50,10 +50,11 @@ def evaluate(
         bool, typer.Option("--strict", help="Fix the official script's quirks (see docs/evaluation.md).")
     ] = False,
     per_turn: Annotated[
-        Path | None, typer.Option("--per-turn", help="Write one JSON object per turn to this JSONL file.")
+        Path | None,
+        typer.Option("--per-turn", callback=output_file, help="Write one JSON object per turn to this JSONL file."),
     ] = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the whole summary as JSON to this file.")
+        Path | None, typer.Option("--json", callback=output_file, help="Write the whole summary as JSON to this file.")
     ] = None,
     plot: Annotated[
         Path | None,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-LOCAL_BACKENDS = ("transformers", "vllm")
+LOCAL_BACKENDS = ("transformers", "vllm", "llamacpp")
 
 
 def register(app: typer.Typer) -> None:
@@ -17,8 +17,13 @@ def register(app: typer.Typer) -> None:
 
 
 def serve_command(
-    model: Annotated[str, typer.Option("--model", help="A local checkpoint folder or a hub id.")],
-    backend: Annotated[str, typer.Option("--backend", help="The engine: transformers or vllm.")] = "transformers",
+    model: Annotated[
+        str,
+        typer.Option("--model", help="A checkpoint folder, hub id, a model of 'mtsql models list' or a .gguf file."),
+    ],
+    backend: Annotated[
+        str, typer.Option("--backend", help="The engine: transformers, vllm or llamacpp.")
+    ] = "transformers",
     host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port (0: any free one).")] = 8000,
     served_model_name: Annotated[
@@ -42,11 +47,13 @@ def serve_command(
     /v1/chat/completions, /v1/models and /health.
 
     Prints one line with the base URL when ready; SIGINT or SIGTERM stops it after the requests in flight. Exit
-    code 2 for bad arguments or a missing extra, 1 when the model cannot be loaded or the port is taken.
+    code 2 for bad arguments, a missing extra, or an address that cannot be listened on (checked before the
+    model loads); 1 when the model cannot be loaded.
     """
     if backend not in LOCAL_BACKENDS:
         raise typer.BadParameter(f"must be one of {', '.join(LOCAL_BACKENDS)}", param_hint="--backend")
     options = _options(option or [])
+    _check_address(host, port)  # before the model loads: a wrong host or a taken port is known at once
     logging.basicConfig(level=logging.INFO if log_requests else logging.WARNING, format="%(levelname)s %(message)s")
 
     from mtsql.backends import BatchedBackend, load_backend
@@ -74,6 +81,22 @@ def serve_command(
         raise typer.Exit(code=1) from None
     typer.echo(f"mtsql serve: {server.model_name} ({backend}) at {server.url}", color=False)
     server.run()
+
+
+def _check_address(host: str, port: int) -> None:
+    """Exit 2 with one line when ``host:port`` cannot be listened on (a name that does not resolve, a port taken or
+    not allowed); the server binds it again once the model is loaded."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as err:
+        typer.echo(f"mtsql serve: cannot listen on {host}:{port}: {err.strerror or err}", err=True)
+        raise typer.Exit(code=2) from None
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:

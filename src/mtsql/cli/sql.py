@@ -86,7 +86,30 @@ def sql_command(
 _GRACE_S = 1.0
 
 
+def _address_space_bytes() -> int | None:
+    """The process's mapped address space (VmSize), where /proc tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+#: Address space the command needs beyond what it has mapped when the cap is set (a thread's stack, SQLite's cache).
+_HEADROOM_BYTES = 128 * 1024 * 1024
+
+
 def _limit_memory(nbytes: int) -> None:
+    used = _address_space_bytes()
+    if used is not None and nbytes < used + _HEADROOM_BYTES:
+        need = -(-(used + _HEADROOM_BYTES) // (1024 * 1024))
+        raise typer.BadParameter(
+            f"{nbytes // (1024 * 1024)} MB is below what the command itself needs: give at least {need}",
+            param_hint="--max-memory-mb",
+        )
     try:
         import resource
 

@@ -121,9 +121,17 @@ def build_foreign_key_maps(tables: Iterable[Mapping[str, Any]]) -> dict[str, dic
 
 def load_foreign_key_maps(tables: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
     """``db_id -> foreign-key map`` of a ``tables.json`` file (what ``mtsql evaluate --table`` uses)."""
+    from mtsql.data.loaders import DatasetFormatError
     from mtsql.data.schema import read_tables_json
 
-    return build_foreign_key_maps(read_tables_json(tables).values())
+    maps = {}
+    for index, (db_id, entry) in enumerate(read_tables_json(tables).items()):
+        try:
+            maps[db_id] = build_foreign_key_map(entry)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+            detail = f"missing key {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+            raise DatasetFormatError(tables, f"{db_id}: malformed entry ({detail})", index) from None
+    return maps
 
 
 def valid_column_ids(table_units: list[Any], schema: Schema) -> frozenset[str]:
