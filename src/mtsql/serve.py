@@ -19,15 +19,22 @@ backend's: of the sampled token under the temperature-scaled distribution, so ``
 sampled token whatever number was asked for. Stop strings, streaming, ``echo``, ``suffix``, several choices,
 penalties, ``min_p`` and ``logit_bias`` are refused with 400 rather than ignored (their neutral values pass).
 
-Concurrency: a thread per connection (``ThreadingHTTPServer``) hands each request to one asyncio loop running
-in a background thread, where ``backend.generate`` is awaited; a :class:`~mtsql.backends.BatchedBackend`
-therefore puts requests that arrive together into one batch.
+Concurrency: a thread per connection (``ThreadingHTTPServer``, a listen backlog of 128) hands each request to
+one asyncio loop running in a background thread, where ``backend.generate`` is awaited; a
+:class:`~mtsql.backends.BatchedBackend` therefore puts requests that arrive together into one batch.
+
+Limits, for a server reachable beyond loopback: a body over 64 MiB, a negative or missing ``Content-Length``,
+JSON nested too deeply or holding ``NaN``/``Infinity``, an out-of-range ``seed`` and unknown chat roles are 400s;
+a connection idle or stalled for ``idle_timeout`` seconds (30) is closed; a client that goes away mid-answer
+is dropped without a traceback; with ``api_key`` (``mtsql serve --api-key``, as vLLM's) every endpoint but
+``/health`` wants ``Authorization: Bearer <key>`` (401 otherwise).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import math
@@ -50,6 +57,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+#: Seconds a connection may stay idle (keep-alive) or stall while sending a request before it is closed.
+IDLE_TIMEOUT_S: Final = 30.0
+#: The roles a chat request's messages may have (the chat template then decides what it renders).
+CHAT_ROLES: Final = ("system", "developer", "user", "assistant", "tool")
 DEFAULT_CHAT_MAX_TOKENS: Final = 1024
 """Chat requests without ``max_tokens`` get the rest of the context when the model's length is known, else this."""
 
@@ -76,9 +87,20 @@ class OpenAIServer:
     :meth:`serve_forever` and, from another thread, :meth:`shutdown`, then :meth:`close`."""
 
     def __init__(
-        self, backend: Backend, *, served_model_name: str | None = None, host: str = "127.0.0.1", port: int = 8000
+        self,
+        backend: Backend,
+        *,
+        served_model_name: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        api_key: str | None = None,
+        idle_timeout: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.backend = backend
+        #: When set, every endpoint but /health wants ``Authorization: Bearer <api_key>`` (as vLLM's --api-key).
+        self.api_key = api_key
+        #: Seconds a connection may stay idle or stall mid-request before it is closed.
+        self.idle_timeout = idle_timeout
         self.model_name = served_model_name or backend.model
         self.tokenizer = backend.tokenizer
         self.created = int(time.time())
@@ -142,6 +164,14 @@ class OpenAIServer:
 
     # --- endpoints ------------------------------------------------------------------------------------------
 
+    def authorize(self, path: str, authorization: str | None) -> None:
+        """A 401 unless the request carries the API key (when one is set); /health stays open for probes."""
+        if self.api_key is None or path == "/health":
+            return
+        expected = f"Bearer {self.api_key}"
+        if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
+            raise APIError(HTTPStatus.UNAUTHORIZED, "a valid API key is required (Authorization: Bearer <key>)")
+
     def route(self, method: str, path: str, body: Any) -> dict[str, Any]:
         endpoint = self._routes.get((method, path))
         if endpoint is None:
@@ -191,9 +221,11 @@ class OpenAIServer:
         request = _Request(body)
         self._check_common(request)
         messages = request.get("messages", list, required=True)
-        if not messages or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        if not messages or not all(isinstance(m, dict) and m.get("role") in CHAT_ROLES for m in messages):
             raise APIError(
-                HTTPStatus.BAD_REQUEST, "messages must be a non-empty list of objects with a role", param="messages"
+                HTTPStatus.BAD_REQUEST,
+                f"messages must be a non-empty list of objects with a role among {', '.join(CHAT_ROLES)}",
+                param="messages",
             )
         tools = request.get("tools", list)
         template_kwargs = request.get("chat_template_kwargs", dict) or {}
@@ -303,7 +335,7 @@ class OpenAIServer:
                 top_p=request.number("top_p", 1.0),
                 top_k=max(top_k, 0),  # vLLM spells "no top-k" -1
                 stop_token_ids=tuple(stop_token_ids),
-                seed=request.integer("seed", None),
+                seed=request.integer("seed", None, minimum=0, maximum=2**63 - 1),
             )
         except ValueError as err:
             raise APIError(HTTPStatus.BAD_REQUEST, str(err)) from err
@@ -377,22 +409,37 @@ class _Request:
         value = self.get(name, bool)
         return default if value is None else value
 
-    def integer(self, name: str, default: int | None, *, minimum: int | None = None) -> Any:
+    def integer(self, name: str, default: int | None, *, minimum: int | None = None, maximum: int | None = None) -> Any:
         value = self.get(name, int)
         if value is None:
             return default
         if minimum is not None and value < minimum:
             raise APIError(HTTPStatus.BAD_REQUEST, f"{name} must be at least {minimum}, not {value}", param=name)
+        if maximum is not None and value > maximum:
+            raise APIError(HTTPStatus.BAD_REQUEST, f"{name} must be at most {maximum}", param=name)
         return value
 
     def number(self, name: str, default: float) -> float:
         value = self.get(name, (int, float))
-        return default if value is None else float(value)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            raise APIError(HTTPStatus.BAD_REQUEST, f"{name} is out of range", param=name) from None
+        if not math.isfinite(number):
+            raise APIError(HTTPStatus.BAD_REQUEST, f"{name} must be a finite number", param=name)
+        return number
 
     def refuse(self, name: str, *, unless: tuple[Any, ...] = (None, False, "", [])) -> None:
         """A 400 when ``name`` asks for something this server does not do (any value but those in ``unless``)."""
         if self.body.get(name) not in unless:
             raise APIError(HTTPStatus.BAD_REQUEST, f"{name} is not supported by mtsql serve", param=name)
+
+
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity (Python's reader accepts them): refused like any invalid JSON."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _plain_message(message: dict[str, Any]) -> dict[str, Any]:
@@ -437,6 +484,7 @@ class _HTTPServer(ThreadingHTTPServer):
     app: OpenAIServer
     daemon_threads = False
     block_on_close = True
+    request_queue_size = 128  # the listen backlog: bursts of concurrent clients wait instead of being reset
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
@@ -467,6 +515,18 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, for clients with connection pools
     server_version = "mtsql-serve"
 
+    def setup(self) -> None:
+        # Every read and write on the connection times out: an idle keep-alive connection or a client that stalls
+        # mid-request is closed after idle_timeout seconds instead of holding a thread forever.
+        self.timeout = self.server.app.idle_timeout
+        super().setup()
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):  # the client went away: nothing to answer, nothing to log
+            self.close_connection = True
+
     def do_GET(self) -> None:
         self._dispatch("GET")
 
@@ -476,6 +536,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         try:
+            self.server.app.authorize(path, self.headers.get("Authorization"))
             body = self._read_json() if method == "POST" else None
             status, payload = HTTPStatus.OK, self.server.app.route(method, path, body)
         except APIError as err:
@@ -497,13 +558,23 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise APIError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required") from None
+        if length < 0:
+            self.close_connection = True  # the body is left unread
+            raise APIError(HTTPStatus.BAD_REQUEST, f"Content-Length must be at least 0, not {length}")
         if length > MAX_BODY_BYTES:
             self.close_connection = True  # the body is left unread
             raise APIError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is over {MAX_BODY_BYTES} bytes")
         try:
-            return json.loads(self.rfile.read(length))
+            data = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            raise APIError(HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {self.timeout:g} s") from None
+        try:
+            return json.loads(data, parse_constant=_no_constant)
         except ValueError as err:
             raise APIError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {err}") from err
+        except RecursionError:
+            raise APIError(HTTPStatus.BAD_REQUEST, "the body's JSON is nested too deeply") from None
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)

@@ -42,6 +42,17 @@ def serve_command(
         ),
     ] = None,
     log_requests: Annotated[bool, typer.Option("--log-requests", help="Log every request on stderr.")] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="MTSQL_SERVE_API_KEY",
+            help="Require 'Authorization: Bearer KEY' on every endpoint but /health (do set one beyond loopback).",
+        ),
+    ] = None,
+    idle_timeout: Annotated[
+        float, typer.Option("--idle-timeout", min=1.0, help="Seconds before an idle or stalled connection closes.")
+    ] = 30.0,
 ) -> None:
     """Serve MODEL over HTTP with the OpenAI API: /v1/completions (token-id prompts, vLLM's return_token_ids),
     /v1/chat/completions, /v1/models and /health.
@@ -75,7 +86,10 @@ def serve_command(
     if max_batch_size is not None and isinstance(engine, BatchedBackend):
         engine.max_batch_size = max_batch_size
     try:
-        server = OpenAIServer(engine, served_model_name=served_model_name, host=host, port=port)
+        server = OpenAIServer(
+            engine, served_model_name=served_model_name, host=host, port=port, api_key=api_key,
+            idle_timeout=idle_timeout,
+        )  # fmt: skip
     except OSError as err:
         typer.echo(f"mtsql serve: cannot listen on {host}:{port}: {err}", err=True)
         raise typer.Exit(code=1) from None
