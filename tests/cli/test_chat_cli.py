@@ -61,6 +61,10 @@ def test_missing_database_and_model(tmp_path: Path, private_cache: Path, db: Pat
     assert missing.returncode == 2 and "no database file" in missing.stderr
     no_model = chat("--db", str(db), "--model", str(tmp_path / "no-model"), "-q", "hi", cache=private_cache)
     assert no_model.returncode == 2 and "cannot load" in no_model.stderr
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database\n", encoding="utf-8")
+    not_sqlite = chat("--db", str(text), "--model", str(tmp_path / "no-model"), "-q", "hi", cache=private_cache)
+    assert not_sqlite.returncode == 2 and "is not a SQLite database" in not_sqlite.stderr
 
 
 def test_each_kind_of_step_is_shown(db: Path) -> None:

@@ -82,6 +82,11 @@ def chat_command(
     if not db.is_file():
         typer.echo(f"mtsql chat: no database file at {db}", err=True)
         raise typer.Exit(2)
+    with open(db, "rb") as file:  # before the model loads: a file that is not a database is known at once
+        head = file.read(16)
+        if head and head != b"SQLite format 3\x00":  # (an empty file is an empty database to SQLite)
+            typer.echo(f"mtsql chat: {db} is not a SQLite database", err=True)
+            raise typer.Exit(2)
     quiet_hub()
     templates = checked_templates("chat", templates)
     options = backend_options(
