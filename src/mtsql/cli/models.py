@@ -81,7 +81,12 @@ def tiny_model_command(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the checkpoint into (created if needed).")],
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Also train the tokenizer on the SParC/CoSQL/Spider dev sets found here."),
+        typer.Option(
+            "--data-dir",
+            envvar="MTSQL_DATA_DIR",
+            help="Also train the tokenizer on the SParC/CoSQL/Spider dev sets found here (as every --data-dir, "
+            "read from $MTSQL_DATA_DIR when not given).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the random weights.")] = 0,
     vocab_size: Annotated[
