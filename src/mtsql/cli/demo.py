@@ -78,3 +78,7 @@ def demo_command(
     console.print(table)
     stages = ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in result.seconds.items())
     console.print(f"{result.dialogues} dialogues, predicted history; {stages}; details in {out / 'summary.json'}")
+    console.print(
+        "Before and after are measured on the dialogues trained on: this shows the pipeline teaching the protocol, "
+        "not generalisation to new dialogues."
+    )
