@@ -239,3 +239,14 @@ def test_records_the_exports_cannot_use(records: list[dict[str, Any]], tmp_path:
     old = {key: value for key, value in records[0].items() if key != "prompt_messages"}
     with pytest.raises(ValueError, match="no prompt_messages"):
         to_llamafactory([old], tmp_path / "old.json")
+    # A model whose template lacks the protocol's roles (Gemma): the records hold what it saw, an export would not.
+    adapted = {
+        **records[0],
+        "id": "gemma#0",
+        "chat_adaptation": {**records[0]["chat_adaptation"], "system": "first_user"},
+    }
+    counts = to_verl_sft([adapted, records[0]], tmp_path / "adapted.parquet")
+    assert counts.rows == 1 and counts.skipped[0].startswith(
+        "gemma#0: chat template adapted ({'system': 'first_user'})"
+    )
+    assert to_llamafactory([adapted], tmp_path / "adapted.json").rows == 0

@@ -322,6 +322,10 @@ def _rows(
         if not record["steps"]:
             counts.skipped.append(f"{record['id']}: no model message")
             continue
+        adapted = {part: how for part, how in (record.get("chat_adaptation") or {}).items() if how != "native"}
+        if adapted:  # the other trainer would render the protocol's roles, not what this model's template saw
+            counts.skipped.append(f"{record['id']}: chat template adapted ({adapted}): train on the records instead")
+            continue
         row = example(record)
         rows.append(row)
         counts.rows += 1
