@@ -132,13 +132,12 @@ def evaluate(
         plug_value=plug_value, workers=workers,
     )  # fmt: skip
     try:
-        results = evaluate_turns(gold_sessions, pred_sessions, options)
+        kmaps = load_foreign_key_maps(table) if table else {}  # read once: the summary's notes use them too
+        results = evaluate_turns(gold_sessions, pred_sessions, options, kmaps=kmaps)
     except (ValueError, FileNotFoundError) as err:  # sessions that do not pair up, a broken tables.json
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
-    without_tables = (
-        databases_without_tables(gold_sessions, load_foreign_key_maps(table)) if table and etype != "exec" else {}
-    )
+    without_tables = databases_without_tables(gold_sessions, kmaps) if table and etype != "exec" else {}
     summary = summarize(
         results, etype, strict=strict, gold_turns_per_session=[len(s) for s in gold_sessions],  # type: ignore[arg-type]
         without_tables=without_tables, extra_predictions=extra_predictions(gold_sessions, pred_sessions),

@@ -162,15 +162,21 @@ def databases_without_tables(gold: Sequence[list[GoldQuery]], kmaps: dict[str, d
 
 
 def evaluate_turns(
-    gold: Sequence[list[GoldQuery]], preds: Sequence[list[str]], options: EvalOptions
+    gold: Sequence[list[GoldQuery]],
+    preds: Sequence[list[str]],
+    options: EvalOptions,
+    *,
+    kmaps: dict[str, dict[str, str]] | None = None,
 ) -> list[list[TurnResult]]:
-    """Verdicts for every session (outer list) and turn (inner list)."""
+    """Verdicts for every session (outer list) and turn (inner list). ``kmaps``: the foreign-key maps of
+    ``options.tables`` when the caller has them already (read from the file otherwise)."""
     if len(gold) != len(preds):
         raise ValueError(
             f"the prediction file has {len(preds)} sessions but the gold file has {len(gold)}: "
             "sessions are separated by blank lines and must correspond one to one"
         )
-    kmaps = load_foreign_key_maps(options.tables) if options.tables else {}
+    if kmaps is None:
+        kmaps = load_foreign_key_maps(options.tables) if options.tables else {}
     if options.etype in ("all", "match") and options.tables is None:
         raise ValueError("exact set match needs the tables.json file (--table)")
     extra = extra_predictions(gold, preds)
