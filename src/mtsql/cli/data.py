@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mtsql.cli.common import positive_seconds
+from mtsql.cli.common import output_file, positive_seconds
 from mtsql.data.dialogue import DatasetName
 from mtsql.data.export import export_dialogues
 from mtsql.data.loaders import LoadResult, read_dataset
@@ -120,7 +120,7 @@ def export_command(
     dataset: DatasetArg,
     data_dir: DataDirArg,
     fmt: Annotated[FormatChoice, typer.Option("--format", "-f", help="File format.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", callback=output_file, help="Output file.")],
     split: SplitArg = "dev",
     unit: Annotated[UnitChoice, typer.Option("--unit", help="One row per turn or per dialogue.")] = UnitChoice.turn,
     hardness: Annotated[

@@ -30,6 +30,7 @@ from mtsql.cli.common import (
     TokenizerOpt,
     checked_templates,
     load_dialogue_set,
+    output_file,
     quiet_hub,
 )
 from mtsql.cli.common import backend_options as backend_options_of
@@ -44,7 +45,10 @@ def register(app: typer.Typer) -> None:
 
 def rollout_command(
     model: ModelOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file of episodes (appended; a rerun resumes).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", callback=output_file, help="JSONL file of episodes (appended; a rerun resumes)."),
+    ],
     backend: BackendOpt = BackendChoice.transformers,
     dataset: DatasetOpt = None,
     split: SplitOpt = "dev",

@@ -20,6 +20,7 @@ from mtsql.cli.common import (
     ThinkingOpt,
     checked_templates,
     load_dialogue_set,
+    output_file,
     quiet_hub,
 )
 
@@ -48,7 +49,7 @@ def build_data_command(
     tokenizer: Annotated[
         str, typer.Option("--tokenizer", "--model", "-m", help="The model's checkpoint or tokenizer (path or hub id).")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file of SFT rows to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", callback=output_file, help="JSONL file of SFT rows to write.")],
     kind: Annotated[
         KindChoice, typer.Option("--kind", help="gold: protocol trajectories; one-shot: question → SQL baseline.")
     ] = KindChoice.gold,
@@ -171,7 +172,10 @@ def export_command(
         list[Path], typer.Argument(help="Episode records (JSONL from mtsql rollout or build-data --records).")
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="File to write (.json for LLaMA-Factory, .parquet for verl).")
+        Path,
+        typer.Option(
+            "--out", "-o", callback=output_file, help="File to write (.json for LLaMA-Factory, .parquet for verl)."
+        ),
     ],
     export_format: Annotated[ExportChoice, typer.Option("--format", "-f", help="The other trainer's format.")],
 ) -> None:
