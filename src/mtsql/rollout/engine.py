@@ -400,6 +400,32 @@ def episode_id(dialogue_id: str, sample: int) -> str:
     return f"{dialogue_id}#{sample}"
 
 
+class RecordsFileError(ValueError):
+    """An output file that is not a records file this run may append to; nothing in it was changed."""
+
+
+#: How every record line starts (``json.dumps`` of a record, ``id`` first): a cut last line must start so too.
+_RECORD_START = b'{"id": '
+
+
+def _scan(path: str | os.PathLike[str]) -> tuple[list[tuple[int, bytes, Any]], int | None]:
+    """Each line of a records file with its number and its JSON value (None when it does not parse), and the
+    number of a last line cut by a crash, which is left out: the one line that may be, as it begins as a record
+    does and does not parse (or has no newline). Every reader and the appending run apply this one rule."""
+    with open(path, "rb") as file:
+        lines = file.readlines()
+    scanned = []
+    for number, line in enumerate(lines, 1):
+        try:
+            value = json.loads(line) if line.endswith(b"\n") else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            value = None
+        if value is None and number == len(lines) and line.startswith(_RECORD_START):
+            return scanned, number
+        scanned.append((number, line, value))
+    return scanned, None
+
+
 def read_episodes(path: str | os.PathLike[str], *, one_run: bool = False) -> list[dict[str, Any]]:
     """Every record of a records file. A last line cut by a crash (or still being written) is left out; any other
     line that is not a JSON object, or text that is not UTF-8, raises :class:`RecordsFileError` naming its line,
@@ -407,15 +433,7 @@ def read_episodes(path: str | os.PathLike[str], *, one_run: bool = False) -> lis
     (``_SHARED_SETTINGS``, as ``mtsql rollout`` keeps them apart) are refused too."""
     records: list[dict[str, Any]] = []
     first: tuple[int, dict[str, Any]] | None = None
-    with open(path, "rb") as file:
-        lines = file.readlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line) if line.endswith(b"\n") else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = None
-        if record is None and number == len(lines) and line.startswith(_RECORD_START):
-            break  # cut by a crash, or still being written
+    for number, line, record in _scan(path)[0]:
         if not isinstance(record, dict):
             what = "not UTF-8" if not _is_utf8(line) else "not a JSON record"
             raise RecordsFileError(f"{path}, line {number}: {what}")
@@ -440,45 +458,27 @@ def _is_utf8(line: bytes) -> bool:
     return True
 
 
-class RecordsFileError(ValueError):
-    """An output file that is not a records file this run may append to; nothing in it was changed."""
-
-
-#: How every record line starts (``json.dumps`` of a record, ``id`` first): a cut last line must start so too.
-_RECORD_START = b'{"id": '
-
-
 def read_finished(path: str | os.PathLike[str], settings: dict[str, Any] | None) -> tuple[set[str], int | None]:
     """The ids of the episodes already in ``path``, a records file that this run appends to, and the number of
     the cut last line dropped from it, if one was (``settings`` None: only check the file, change nothing).
 
-    A records file is only ever appended to or refused. The one line that may be dropped is a last line cut by a
-    crash while it was written (it starts as a record does and does not parse, or has no newline): it is cut off.
-    Anything else that is not an episode record (another kind of file, a bad
-    line before the last) raises :class:`RecordsFileError` naming the line, and so does a record written with
-    other settings (``_SHARED_SETTINGS``); the file is then left as it was.
+    A records file is only ever appended to or refused: the cut last line of :func:`_scan` is cut off; anything
+    else that is not an episode record (another kind of file, a bad line before the last) raises
+    :class:`RecordsFileError` naming the line, and so does a record written with other settings
+    (``_SHARED_SETTINGS``); the file is then left as it was.
     """
-    dropped: int | None = None
     if not os.path.exists(path):
         return set(), None
     if os.path.isdir(path):
         raise RecordsFileError(f"{path} is a directory: give a file for the records")
-    with open(path, "rb") as file:
-        lines = file.readlines()
+    scanned, dropped = _scan(path)
     ids: set[str] = set()
     good = 0
-    for number, line in enumerate(lines, 1):
-        last = number == len(lines)
-        try:
-            record = json.loads(line) if line.endswith(b"\n") else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = None
+    for number, line, record in scanned:
         if record is None:
-            if last and line.startswith(_RECORD_START):
-                dropped = number
-                break
+            follows = "" if dropped is None and number == scanned[-1][0] else " (and lines follow it)"
             raise RecordsFileError(
-                f"{path}, line {number}: not an episode record{'' if last else ' (and lines follow it)'}; "
+                f"{path}, line {number}: not an episode record{follows}; "
                 "nothing was changed: give another --out, or repair the file"
             )
         if not isinstance(record, dict) or "id" not in record or "prompt_ids" not in record:
