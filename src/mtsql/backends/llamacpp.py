@@ -146,9 +146,8 @@ class LlamaCppBackend(BatchedBackend):
         self.n_vocab: int = first.n_vocab()
         if len(self.tokenizer) > self.n_vocab:
             raise ValueError(f"the tokenizer has {len(self.tokenizer)} tokens, the model {self.n_vocab}")
-        eos = {first.token_eos()}
-        eos |= {i for i in self.tokenizer.convert_tokens_to_ids(list(entry.extra_eos) if entry else []) if i >= 0}
-        self.eos_token_ids: tuple[int, ...] = tuple(sorted(i for i in eos if i >= 0))
+        extra = self.tokenizer.convert_tokens_to_ids(list(entry.extra_eos)) if entry else []
+        self.eos_token_ids: tuple[int, ...] = tuple(sorted({i for i in (first.token_eos(), *extra) if i >= 0}))
         self._seeds = random.Random(seed)
         self._clock = 0
         self.copy_threshold = copy_threshold
