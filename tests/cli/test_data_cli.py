@@ -67,6 +67,7 @@ def tiny_data(tmp_path: Path) -> Path:
 class Result:
     ok: bool
     error: str | None
+    rows: tuple = ((1,),)
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def fake_sql(monkeypatch: pytest.MonkeyPatch) -> None:
     class Schema:
         from_sqlite = from_tables_json = classmethod(lambda cls, _: cls())
 
-    def execute(path: Path, sql: str, timeout: float) -> Result:
+    def execute(path: Path, sql: str, timeout: float, max_rows: int) -> Result:
         return Result(False, "no such table: nothing") if "nothing" in sql else Result(True, None)
 
     for name, attrs in {

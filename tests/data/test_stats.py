@@ -21,6 +21,7 @@ from mtsql.data.stats import DEPTHS, SchemaCache, analyze_turns, compute_stats, 
 class FakeResult:
     ok: bool
     error: str | None
+    rows: tuple = ((1,),)
 
 
 class FakeSchema:
@@ -52,10 +53,12 @@ def fake_hardness(sql_dict: dict[str, object]) -> str:
     return "extra" if "JOIN" in str(sql_dict["sql"]) else "easy"
 
 
-def fake_execute(db_path: Path, sql: str, timeout: float) -> FakeResult:
-    assert Path(db_path).is_file() and timeout == 3.0
+def fake_execute(db_path: Path, sql: str, timeout: float, max_rows: int) -> FakeResult:
+    assert Path(db_path).is_file() and timeout == 3.0 and max_rows == 1  # one row tells whether there are any
     if "! =" in sql:  # the gold queries' tokenized operators must be joined first, as officially
         return FakeResult(False, 'unrecognized token: "!"')
+    if "WHERE 0" in sql:
+        return FakeResult(True, None, ())
     return FakeResult(False, "no such table: nope") if "nope" in sql else FakeResult(True, None)
 
 
@@ -92,7 +95,7 @@ def dialogue(position: int, db_id: str, *queries: str) -> Dialogue:
 DIALOGUES = [
     dialogue(0, "shop", "SELECT a FROM t", "SELECT a FROM t JOIN u", "SELECT a FROM nope", "SELECT a WHERE a ! = 1"),
     dialogue(1, "gone", "SELECT 1", "SELECT a FROM t JOIN u"),  # no database file, tables.json fallback
-    dialogue(2, "zoo", "SELECT BROKEN", "SELECT 2", "SELECT 3", "SELECT 4", "SELECT 5", "SELECT 6 JOIN"),
+    dialogue(2, "zoo", "SELECT BROKEN", "SELECT 2", "SELECT 3 WHERE 0", "SELECT 4", "SELECT 5", "SELECT 6 JOIN"),
     dialogue(3, "nowhere", "SELECT 1"),  # neither a database nor a tables.json entry
 ]
 TABLES = {"gone": {"db_id": "gone"}, "shop": {"db_id": "shop"}}
@@ -117,6 +120,7 @@ def test_stats_count_hardness_depth_and_problems(fake_sql, db_dir: Path) -> None
     assert stats.parse_failures[0].error == "ValueError: cannot parse 'SELECT BROKEN'"
     assert stats.parse_failures[1].error.startswith("no schema for nowhere: neither ")
     assert stats.usable_turns == 13 - 3 - 1 - 1
+    assert stats.empty_gold_turns == 1  # "SELECT 3 WHERE 0" runs and returns no rows
     assert stats.checked_execution
     assert stats.to_dict()["exec_failures"][0]["query"] == "SELECT a FROM nope"
 

@@ -155,10 +155,11 @@ def test_history_modes(db_dir: Path, dialogue: Dialogue, mode: str) -> None:
     _, info = env.reset(dialogue)
     assert info["history_mode"] == mode
     env.step(format_answer("SELECT name FROM singer WHERE age > 40"))  # a wrong answer to question 1
+    env.step(exec_sql("SELECT count(*) FROM singer"))
     observation, _, _, _, info = env.step(memory())
     assert info["history_mode"] == mode and env.record is not None and env.record.history_mode == mode
     reply = observation[0]["content"]
-    assert "Proposed SQL: (none: no SQL has been executed for this question yet)" in reply
+    assert "Proposed SQL: SELECT count(*) FROM singer\nIts execution result:" in reply
     if mode == "predicted":
         assert "SQL: SELECT name FROM singer WHERE age > 40\n" in reply and "your own final answer" in reply
         assert "where: singer.age > 40" in reply and "Result preview: [('Joe Sharp',), ('Rose White',)]" in reply
@@ -166,6 +167,7 @@ def test_history_modes(db_dir: Path, dialogue: Dialogue, mode: str) -> None:
         assert "SQL: SELECT name FROM singer\n" in reply and "reference (gold) SQL" in reply
         assert "Result preview: [('Joe Sharp',), ('Timbaland',)" in reply
     env.step(format_answer('SELECT name FROM singer WHERE country = "France"'))
+    env.step(exec_sql("SELECT 1"))
     observation, _, _, _, _ = env.step(memory())
     second = observation[0]["content"].split("== Question 2 ==")[1]
     expected = 'SELECT name FROM singer WHERE country = "France"' if mode == "predicted" else QUESTION_2_GOLD
@@ -182,6 +184,7 @@ def test_oracle_memory_fixes_split_operators(db_dir: Path) -> None:
     env = DialogueEnv(db_dir, history_mode="oracle")
     env.reset(dialogue)
     env.step(format_answer("SELECT 1"))
+    env.step(exec_sql("SELECT 2"))
     reply = env.step(memory())[0][0]["content"]
     assert 'SQL: SELECT name FROM singer WHERE country !=  "France"' in reply
     assert "Result preview: [('Joe Sharp',), ('Timbaland',)]" in reply
@@ -215,7 +218,7 @@ def test_budget_exhausted_without_execution_moves_on(db_dir: Path, dialogue: Dia
         "(no SQL)\n\nQuestion 2: Which of them are from France?",
     }]  # fmt: skip
     assert env.record is not None and env.record.turns[0].stray_verdicts == 1
-    env.step(format_answer("SELECT 1"))
+    env.step(exec_sql("SELECT 1"))
     observation, *_ = env.step(memory())
     assert "SQL: (no SQL)\nParsed SQL: (no SQL)\nResult preview: (no SQL)" in observation[0]["content"]
 
@@ -241,24 +244,60 @@ def test_answer_on_the_last_question_terminates_without_truncation(db_dir: Path,
 def test_verdicts_attach_to_the_latest_unjudged_call(db_dir: Path, dialogue: Dialogue) -> None:
     env = DialogueEnv(db_dir, max_steps=10)
     env.reset(dialogue)
+    env.step(format_answer("SELECT 1"))  # on to question 2, where memory checks are possible
     infos = [env.step(text)[4] for text in (
         MEMORY_PASS,  # nothing retrieved yet: stray
         exec_sql("SELECT 1"),
         PASS,  # judges call 0, alone: the environment asks to go on
         PASS,  # call 0 is judged already: stray
-        memory(NO_PASS),  # exec verdict with nothing new to judge: stray
+        memory(NO_PASS),  # exec verdict with nothing new to judge: stray; checks call 0's SQL
         MEMORY_PASS + "\n" + exec_sql("SELECT 2"),  # judges the memory call
-        memory(PASS, code="SELECT 3"),  # judges call 2; checks SQL that was never executed
+        memory(PASS, code="SELECT 3"),  # judges call 2; a check of SQL never executed is refused
     )]  # fmt: skip
     assert [i["verdict"] and i["verdict"]["call"] for i in infos] == [None, None, 0, None, None, 1, 2]
     assert infos[2]["action"] == "verdict"
-    turn = env.record.turns[0]  # type: ignore[union-attr]
-    assert turn.stray_verdicts == 3
+    assert infos[6]["action"] is None and infos[6]["error_kind"] == "memory_unexecuted"
+    turn = env.record.turns[1]  # type: ignore[union-attr]
+    assert turn.stray_verdicts == 3 and turn.malformed == 1
     assert [(c.name, c.sql, c.verdict) for c in turn.calls] == [
         ("exec_sql", "SELECT 1", "pass"), ("memory_retrieve", "SELECT 1", "pass"), ("exec_sql", "SELECT 2", "pass"),
-        ("memory_retrieve", "SELECT 3", None),
     ]  # fmt: skip
-    assert env.stats.sqlite_calls == 3  # SELECT 1, SELECT 2, and SELECT 3 for the memory reply
+    assert env.stats.sqlite_calls == 3  # SELECT 1 twice (question 1's answer, for its memory preview), SELECT 2
+
+
+def test_memory_checks_only_the_sql_executed_last(db_dir: Path, dialogue: Dialogue) -> None:
+    """No check on the first question, none before an execution, none of other SQL: each is refused (counted as
+    malformed), records no call and runs nothing."""
+    env = DialogueEnv(db_dir, max_steps=10)
+    env.reset(dialogue)
+    _, _, _, _, first = env.step(memory())
+    assert first["error_kind"] == "memory_first_question"
+    env.step(format_answer("SELECT 1"))
+    calls_before = env.stats.sqlite_calls
+    _, _, _, _, before_exec = env.step(memory())
+    assert before_exec["error_kind"] == "memory_before_exec"
+    env.step(exec_sql("SELECT  name FROM singer"))
+    _, _, _, _, other = env.step(memory(code="SELECT count(*) FROM singer"))
+    assert other["error_kind"] == "memory_unexecuted"
+    assert env.stats.sqlite_calls == calls_before + 1  # only the exec_sql ran
+    observation, _, _, _, same = env.step(memory(code="SELECT name  FROM singer"))  # the same SQL, spaced anew
+    assert same["error_kind"] is None and same["sql"] == "SELECT  name FROM singer"
+    assert observation[0]["role"] == "tool"
+    record = env.record
+    assert record is not None and [t.malformed for t in record.turns] == [1, 2]
+    assert [c.name for c in record.turns[1].calls] == ["exec_sql", "memory_retrieve"]
+
+
+def test_stop_ends_the_question_at_its_last_execution(db_dir: Path, dialogue: Dialogue) -> None:
+    """A context cut ends the question as a spent step budget does: the last executed SQL, truncated."""
+    env = DialogueEnv(db_dir)
+    env.reset(dialogue)
+    env.step(exec_sql("SELECT name FROM singer"))
+    env.stop()
+    turn = env.record.turns[0]  # type: ignore[union-attr]
+    assert (turn.final_sql, turn.truncated, turn.answered) == ("SELECT name FROM singer", True, False)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(format_answer("SELECT 1"))
 
 
 def test_hostile_sql_is_an_observation(db_dir: Path, dialogue: Dialogue) -> None:

@@ -9,20 +9,21 @@ import pytest
 from mtsql.rewards import COMPONENTS, RewardConfig
 
 
-def test_defaults_are_the_original_weights() -> None:
+def test_defaults_are_the_original_weights_and_a_format_term() -> None:
     config = RewardConfig()
     weights = {name: config.weight(name) for name in COMPONENTS}
     assert weights == {
-        "exec": 1.0, "exact": 1.0, "exec_verify": 0.1, "coherence": 0.1, "clause_f1": 0.8, "format": 0.0
+        "exec": 1.0, "exact": 1.0, "exec_verify": 0.1, "coherence": 0.1, "clause_f1": 0.8, "format": 0.1
     }  # fmt: skip
-    assert config.empty_no_pass_credit == 0.5 and config.coherence_f1_threshold == 1.0
+    assert config.empty_no_pass_credit == 0.2 and config.coherence_f1_threshold == 1.0
+    assert config.empty_gold_weight == 1.0  # empty-gold questions paid as the official metric counts them
     assert (config.timeout, config.keep_distinct, config.strict) == (60.0, False, False)  # mtsql evaluate's
     assert hash(config) == hash(RewardConfig())  # frozen: usable as a cache key
 
 
 def test_total_is_the_weighted_sum() -> None:
     values = {"exec": 1.0, "exact": 0.0, "exec_verify": 0.5, "coherence": 1.0, "clause_f1": 0.25, "format": 1.0}
-    assert RewardConfig().total(values) == pytest.approx(1.0 + 0.05 + 0.1 + 0.2)
+    assert RewardConfig().total(values) == pytest.approx(1.0 + 0.05 + 0.1 + 0.2 + 0.1)
     config = RewardConfig(exact_weight=2.0, format_weight=-0.5)
     assert config.total(values) == pytest.approx(1.0 + 0.05 + 0.1 + 0.2 - 0.5)
     with pytest.raises(KeyError, match="unknown reward component"):

@@ -22,7 +22,7 @@ def test_exec_outcome() -> None:
         ("error", "pass", False, 0.0),
         ("rows", "pass", False, 1.0),
         ("rows", "no_pass", False, 0.0),
-        ("empty", "no_pass", False, 0.5),
+        ("empty", "no_pass", False, 0.2),
         ("empty", "pass", False, 0.0),
         ("empty", "pass", True, 1.0),  # the gold returns no rows either: the empty result is the answer
         ("empty", "no_pass", True, 0.0),

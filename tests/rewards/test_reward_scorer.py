@@ -34,7 +34,7 @@ def test_right_verdicts_on_error_empty_and_rows(db_dir: Path, scorer: RewardScor
     record = play(db_dir, [ALL], [run(BROKEN), run(EMPTY, NO_PASS), run(ALL, NO_PASS), answer(ALL, PASS)])
     question = scorer.episode(record).questions[0]
     assert question.exec_calls == 3 and question.memory_checks == 0
-    assert question.exec_verify == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+    assert question.exec_verify == pytest.approx((1.0 + 0.2 + 1.0) / 3)
     assert (question.exec, question.exact, question.format) == (1.0, 1.0, 1.0)
     assert question.coherence == 0.0  # no memory check
 
@@ -52,7 +52,17 @@ def test_empty_gold_makes_pass_right(db_dir: Path) -> None:
     original = RewardScorer(db_dir, RewardConfig(empty_gold_aware=False))
     assert original.question(record.turns[0], "concert").exec_verify == 0.0
     record = play(db_dir, [SPAIN], [run(SPAIN), answer(SPAIN, NO_PASS)])
-    assert original.question(record.turns[0], "concert").exec_verify == 0.5
+    assert original.question(record.turns[0], "concert").exec_verify == 0.2
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
+def test_empty_gold_questions_are_marked_and_their_outcome_weighted(db_dir: Path, weight: float) -> None:
+    """An empty answer execution-matches an empty gold (official EX); ``empty_gold_weight`` scales what it pays."""
+    record = play(db_dir, [SPAIN, ALL], [run(SPAIN), answer(SPAIN, PASS)], [run(ALL), answer(ALL, PASS)])
+    empty, rows = RewardScorer(db_dir, RewardConfig(empty_gold_weight=weight)).episode(record).questions
+    assert (empty.gold_empty, rows.gold_empty) == (True, False)
+    assert (empty.exec, empty.exact) == (weight, weight) and (rows.exec, rows.exact) == (1.0, 1.0)
+    assert empty.to_dict()["gold_empty"] is True
 
 
 @pytest.mark.parametrize(
@@ -74,17 +84,17 @@ def test_coherence_follows_closeness_to_gold(
     assert question.memory_checks == 1 and question.coherence == credit
 
 
-def test_coherence_threshold_and_nothing_to_check(db_dir: Path) -> None:
+def test_coherence_threshold_and_no_check_before_execution(db_dir: Path) -> None:
     near = "SELECT name, age FROM singer WHERE country = 'France'"  # one extra column: F1 between 0.5 and 1
     record = play(db_dir, [ALL, FRANCE], [answer(ALL)], [run(near), check(PASS), answer(near, MEMORY_PASS)])
     assert 0.5 < RewardScorer(db_dir).clause_f1(near, FRANCE, "concert") < 1.0
     assert RewardScorer(db_dir).episode(record).questions[1].coherence == 0.0
     lenient = RewardScorer(db_dir, RewardConfig(coherence_f1_threshold=0.5))
     assert lenient.episode(record).questions[1].coherence == 1.0
-    # a check before any execution has nothing to check: no_pass is right
+    # a check before any execution is refused by the environment: no check, no credit for its verdict
     record = play(db_dir, [ALL, FRANCE], [answer(ALL)], [check(), answer(FRANCE, MEMORY_NO_PASS)])
     question = RewardScorer(db_dir).episode(record).questions[1]
-    assert (question.memory_checks, question.coherence, question.clause_f1) == (1, 1.0, 0.0)
+    assert (question.memory_checks, question.coherence, question.clause_f1, question.format) == (0, 0.0, 0.0, 0.0)
 
 
 def test_clause_f1_is_the_mean_over_proposed_sql(db_dir: Path, scorer: RewardScorer) -> None:
@@ -135,7 +145,7 @@ def test_truncated_and_malformed_questions(db_dir: Path, scorer: RewardScorer) -
     assert record.turns[0].truncated and record.turns[0].final_sql == ALL  # the last executed SQL
     assert (question.exec, question.format) == (1.0, 0.0)
     # each verdict judges the call before it: error/no_pass, rows/pass, empty/no_pass, then none for the last
-    assert question.exec_verify == pytest.approx((1.0 + 1.0 + 0.5 + 0.0) / 4)
+    assert question.exec_verify == pytest.approx((1.0 + 1.0 + 0.2 + 0.0) / 4)
     record = play(db_dir, [ALL], ["<tool_call>{bad json</tool_call>", answer(ALL)])
     assert scorer.episode(record).questions[0].format == 0.0
 
@@ -155,4 +165,4 @@ def test_reward_episode_shares_a_scorer(db_dir: Path, scorer: RewardScorer) -> N
         db_dir, [ALL, FRANCE], [run(ALL), answer(ALL, PASS)], [run(FRANCE), check(PASS), answer(FRANCE, MEMORY_PASS)]
     )
     assert reward_episode(record, db_dir) == scorer.episode(record)
-    assert reward_episode(record, db_dir).total == pytest.approx(3.0 - 0.05)  # turn 1 has no memory to check
+    assert reward_episode(record, db_dir).total == pytest.approx(3.1 - 0.05)  # turn 1 has no memory to check

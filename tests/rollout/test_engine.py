@@ -221,6 +221,12 @@ def test_context_limit_ends_the_episode(tokenizer: Any, example: Any, dialogues:
     assert len(cut["prompt_ids"]) + len(cut["completion_ids"]) <= limit
     assert cut["completion_ids"] == full["completion_ids"][: len(cut["completion_ids"])]
     assert len(cut["turns"]) < len(full["turns"]) or not cut["turns"][-1]["answered"]
+    # the question cut ends as a spent step budget ends one: at its last executed SQL, truncated
+    last = cut["turns"][-1]
+    executed = [call["sql"] for call in last["calls"] if call["name"] == EXEC_SQL]
+    assert last["truncated"] and not last["answered"]
+    assert last["final_sql"] == (executed[-1] if executed else "")
+    assert cut["final_sql"][-1] == last["final_sql"]
 
 
 def test_steps_show_actions_and_verdicts(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> None:

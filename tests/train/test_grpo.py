@@ -126,6 +126,23 @@ def test_one_row_per_question_or_dialogue_with_hardness_and_depth(example: Any, 
     assert parse_key("sparc/dev/0001") == ("sparc/dev/0001", None)
 
 
+def test_empty_gold_questions_can_be_dropped(example: Any, dialogues: list[Dialogue]) -> None:
+    """``data.empty_gold: drop``: no prompt whose gold returns no rows (no dialogue holding one, for dialogues)."""
+    levels = ["easy", "medium", "hard", "extra"]
+    empty = dataclasses.replace(
+        dialogues[0],
+        id="empty",
+        turns=(*dialogues[0].turns[:1], Turn(1, "?", "SELECT name FROM artist WHERE country = 'Atlantis'")),
+    )
+    kept, _ = episode_rows([empty], example.db_dir, episode="question", hardness=levels)
+    rows, stats = episode_rows([empty], example.db_dir, episode="question", hardness=levels, drop_empty_gold=True)
+    assert len(kept) == 2 and [row["prompt"] for row in rows] == [episode_key("empty", 0)] and stats.empty_gold == 1
+    whole, stats = episode_rows([empty], example.db_dir, episode="dialogue", hardness=levels, drop_empty_gold=True)
+    assert whole == [] and stats.empty_gold == 2
+    with pytest.raises(ValueError, match="empty_gold must be keep or drop"):
+        RLConfig.from_dict({"model": "m", "output_dir": "o", "data": {"example": "festival", "empty_gold": "half"}})
+
+
 # --- the question-episode cut -------------------------------------------------------------------------------------
 
 

@@ -115,6 +115,20 @@ def test_easy_and_all_solved_questions_keep_the_two_shortest_distinct(
     assert [(row["question"], row["sample"]) for row in one.rows] == [(0, 1), (1, 1), (2, 1)]
 
 
+def test_empty_gold_questions_can_be_left_out(engine: RolloutEngine, dialogues: list[Dialogue], tmp_path: Path) -> None:
+    """``empty_gold: drop`` leaves out the questions the records mark ``gold_empty`` (none of them is solved)."""
+    dialogue = dialogues[0]
+    records = [play(engine, dialogue, s, "check. " * (s + 1)) for s in range(2)]
+    for record in records:
+        record["rewards"]["questions"][1]["gold_empty"] = True  # as if question 2's gold returned no rows
+    kept = select_trajectories(records, config(tmp_path))
+    dropped = select_trajectories(records, config(tmp_path, empty_gold="drop"))
+    assert [q for _, q in kept.solved] == [0, 1, 2] and [q for _, q in dropped.solved] == [0, 2]
+    assert {row["question"] for row in dropped.rows} == {0, 2}
+    with pytest.raises(ValueError, match="empty_gold must be keep or drop"):
+        config(tmp_path, empty_gold="down")
+
+
 @pytest.mark.slow
 def test_hard_questions_keep_the_longest_of_each_diverse_group(
     engine: RolloutEngine, dialogues: list[Dialogue], tmp_path: Path

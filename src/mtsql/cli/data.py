@@ -200,6 +200,8 @@ def _print_stats(console: Console, stats: DatasetStats) -> None:
     overview.add_row("broken records skipped", str(stats.skipped_records))
     usable = str(stats.usable_turns) + ("" if stats.checked_execution else " (gold not executed)")
     overview.add_row("turns usable for evaluation", usable)
+    if stats.checked_execution:
+        overview.add_row("turns whose gold returns no rows (EX pays any empty result)", str(stats.empty_gold_turns))
     overview.add_row("seconds", f"{stats.seconds:.2f}")
     _print_table(console, name, overview)
 

@@ -43,6 +43,8 @@ class TurnFacts:
     database_missing: bool
     parse_error: str | None = None
     exec_error: str | None = None
+    #: The gold query runs and returns no rows: any empty prediction execution-matches it (official EX).
+    empty_gold: bool = False
 
     @property
     def usable(self) -> bool:
@@ -71,6 +73,8 @@ class DatasetStats:
     by_hardness: dict[str, int]
     by_depth: dict[str, int]
     usable_turns: int
+    #: Turns whose gold returns no rows (0 when the gold was not executed): EX pays any empty result there.
+    empty_gold_turns: int
     #: db_id -> number of turns on it, for databases whose SQLite file is missing.
     missing_databases: dict[str, int]
     parse_failures: tuple[TurnProblem, ...]
@@ -147,8 +151,9 @@ def analyze_turns(
     if check_gold:
         run = _executor(db_dir, timeout)
         for i, fact in enumerate(facts):
-            if not fact.database_missing and (error := run(fact.db_id, fact.query)) is not None:
-                facts[i] = replace(fact, exec_error=error)
+            if not fact.database_missing:
+                error, empty = run(fact.db_id, fact.query)
+                facts[i] = replace(fact, exec_error=error, empty_gold=empty)
     return facts
 
 
@@ -183,6 +188,7 @@ def summarize(
         by_hardness={level: hardness.get(level, 0) for level in (*HARDNESS_LEVELS, UNPARSED)},
         by_depth={level: depth.get(level, 0) for level in DEPTHS},
         usable_turns=sum(fact.usable for fact in facts),
+        empty_gold_turns=sum(fact.empty_gold for fact in facts),
         missing_databases=dict(sorted(missing.items())),
         parse_failures=problems(lambda f: f.parse_error),
         exec_failures=problems(lambda f: f.exec_error),
@@ -229,8 +235,9 @@ def _parse(query: str, schema: Any, no_schema: str | None) -> tuple[str | None, 
         return None, f"{type(err).__name__}: {err}"
 
 
-def _executor(db_dir: Path | str, timeout: float) -> Callable[[str, str], str | None]:
-    """A function running a gold query on its database and returning the error, or ``None`` when it runs.
+def _executor(db_dir: Path | str, timeout: float) -> Callable[[str, str], tuple[str | None, bool]]:
+    """A function running a gold query on its database: ``(error, False)``, or ``(None, whether it returned no
+    rows)`` when it runs.
 
     The query is first post-processed as the official execution evaluator does: the datasets' tokenized gold
     queries split ``!=``, ``>=`` and ``<=`` (``! =``), which SQLite rejects as they are.
@@ -238,8 +245,8 @@ def _executor(db_dir: Path | str, timeout: float) -> Callable[[str, str], str | 
     from mtsql.eval.exec_match import postprocess
     from mtsql.sql.executor import execute
 
-    def run(db_id: str, query: str) -> str | None:
-        result = execute(resolve_database_path(db_dir, db_id), postprocess(query), timeout=timeout)
-        return None if result.ok else str(result.error)
+    def run(db_id: str, query: str) -> tuple[str | None, bool]:
+        result = execute(resolve_database_path(db_dir, db_id), postprocess(query), timeout=timeout, max_rows=1)
+        return (None, not result.rows) if result.ok else (str(result.error), False)
 
     return run

@@ -11,7 +11,9 @@ Per question the model has ``max_steps`` messages (4, as the original). A questi
 string) is its final SQL and the turn is recorded as truncated. The finished question goes into the dialogue
 memory according to the history mode (``predicted``: the final SQL; ``oracle``: the gold SQL). From the second
 question on, the protocol expects ``memory_retrieve`` after an execution passes; the model is not forced, but
-each turn records whether it was expected and whether it happened.
+each turn records whether it was expected and whether it happened. A memory check always judges the SQL executed
+last in the question (the one the agent would answer); on the first question, before any execution, or with other
+SQL as ``code`` it is refused like a malformed message, and it never executes anything itself.
 
 The episode ends after the last question: ``terminated`` is then true, and ``truncated`` too when that last
 question ran out of budget (earlier questions cut by the budget are in ``info`` and the record, not in the
@@ -39,6 +41,7 @@ from mtsql.data.schema import DatabaseSchema, sample_values
 from mtsql.env.memory import HISTORY_MODES, NO_SQL, DialogueMemory, HistoryMode, describe_sql, result_text
 from mtsql.env.protocol import (
     Action,
+    ErrorKind,
     Verdict,
     VerdictTag,
     format_answer,
@@ -160,7 +163,6 @@ class DialogueEnv:
         self._system = render("system", max_steps=max_steps)
         self._after_pass = (render("after_pass_first"), render("after_pass_later"))
         self._history_note = render(f"history_{history_mode}")
-        self._memory_empty = render("memory_empty")
         self._no_sql = render("no_sql_yet")
         self._continue = render("continue")
         self._dialogue: Dialogue | None = None
@@ -259,12 +261,7 @@ class DialogueEnv:
         }
         messages: list[Message] = []
         if parsed.error is not None:
-            turn.malformed += 1
-            record.malformed += 1
-            turn.errors.append(parsed.error.value)
-            info.update(error_kind=parsed.error.value, error=parsed.error_message, malformed=record.malformed)
-            text = self.templates.render("error", error=parsed.error_message, error_kind=parsed.error.value)
-            messages.append({"role": "user", "content": text})
+            messages.append(self._refuse(parsed.error, parsed.error_message or "", info))
         elif parsed.action is Action.EXEC_SQL:
             info["action"] = EXEC_SQL
             messages.append(self._exec_sql(parsed.sql or "", info))
@@ -283,6 +280,16 @@ class DialogueEnv:
             _add_user(messages, notice)
             return self._end_turn(final, messages, info, truncated=True)
         return messages, 0.0, False, False, info
+
+    def stop(self) -> None:
+        """End the episode early (the model's context is full): the current question ends as when its step
+        budget runs out, its final SQL the last one executed (truncated, not answered); later questions are
+        never reached. One rule for both budgets, so the reward of a cut question does not depend on which ran
+        out."""
+        if self._done:
+            return
+        self._close_turn(self._last_exec_sql, truncated=True)
+        self._done = True
 
     @property
     def dialogue(self) -> Dialogue | None:
@@ -333,30 +340,48 @@ class DialogueEnv:
         return {"role": "tool", "name": EXEC_SQL, "content": content}
 
     def _memory_retrieve(self, code: str | None, info: dict[str, Any]) -> Message:
+        """Check the SQL executed last against the memory. Only that SQL can be checked: a check of anything else
+        would be judged on SQL the agent neither executed nor answers (a decoy), and running new SQL here would
+        be an execution outside ``exec_sql``'s accounting. Refused (an error observation, counted malformed):
+        a check on the first question, before any execution, or of other SQL than the last executed."""
         turn = self._turn
-        sql = code or self._last_exec_sql
-        call = ToolCall(len(turn.calls), turn.steps, MEMORY_RETRIEVE, sql or None)
+        sql = self._last_exec_sql
+        refusal = None
+        if turn.index == 0:
+            refusal = ErrorKind.MEMORY_FIRST_QUESTION, "the first question has no earlier questions to check against"
+        elif not sql:
+            refusal = ErrorKind.MEMORY_BEFORE_EXEC, f"memory_retrieve checks the SQL executed last {self._no_sql}"
+        elif code is not None and " ".join(code.split()) != " ".join(sql.split()):
+            refusal = (
+                ErrorKind.MEMORY_UNEXECUTED,
+                "memory_retrieve checks the SQL executed last in this question; execute other SQL with exec_sql first",
+            )
+        if refusal is not None:
+            return self._refuse(*refusal, info)
+        call = ToolCall(len(turn.calls), turn.steps, MEMORY_RETRIEVE, sql)
         turn.calls.append(call)
         turn.memory_retrieved = True
         self._last_memory = call
-        info["sql"] = sql or None
-        if sql:
-            result = self._results.get(sql)
-            if result is None:
-                result = self._results[sql] = self._run(sql)
-            shown_sql, shown_result = sql, result_text(result, self.result_chars)
-        else:
-            shown_sql = shown_result = self._no_sql
+        info["sql"] = sql
         content = self.templates.render(
             "memory_reply",
             question=turn.question,
-            sql=shown_sql,
-            result=shown_result,
+            sql=sql,
+            result=result_text(self._results[sql], self.result_chars),
             memory=self._memory_text(),
             history_note=self._history_note,
             turn_number=turn.index + 1,
         )
         return {"role": "tool", "name": MEMORY_RETRIEVE, "content": content}
+
+    def _refuse(self, kind: ErrorKind, message: str, info: dict[str, Any]) -> Message:
+        """An error observation for a message that cannot be used (counted as malformed, like a parse error)."""
+        assert self.record is not None
+        self._turn.malformed += 1
+        self.record.malformed += 1
+        self._turn.errors.append(kind.value)
+        info.update(action=None, error_kind=kind.value, error=message, malformed=self.record.malformed)
+        return {"role": "user", "content": self.templates.render("error", error=message, error_kind=kind.value)}
 
     def _memory_text(self) -> str:
         if len(self._memory_lines) < len(self._memory):
@@ -372,7 +397,7 @@ class DialogueEnv:
                         preview=entry.preview,
                     )
                 )
-        return "\n\n".join(self._memory_lines) if self._memory_lines else self._memory_empty
+        return "\n\n".join(self._memory_lines)  # never empty: checks start on the second question
 
     def _judge(self, verdict: Verdict) -> dict[str, Any]:
         """Attach a verdict to the latest call of its kind in this turn unless that call is judged already."""
@@ -397,10 +422,7 @@ class DialogueEnv:
         self._last_memory: ToolCall | None = None
         self._last_exec_sql = ""
 
-    def _end_turn(
-        self, final_sql: str, messages: list[Message], info: dict[str, Any], *, truncated: bool = False
-    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
-        assert self._dialogue is not None and self.record is not None
+    def _close_turn(self, final_sql: str, *, truncated: bool) -> TurnRecord:
         turn = self._turn
         turn.final_sql = final_sql
         turn.answered = not truncated
@@ -408,6 +430,13 @@ class DialogueEnv:
         turn.memory_expected = turn.index > 0 and any(
             call.name == EXEC_SQL and call.verdict == "pass" for call in turn.calls
         )
+        return turn
+
+    def _end_turn(
+        self, final_sql: str, messages: list[Message], info: dict[str, Any], *, truncated: bool = False
+    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        assert self._dialogue is not None and self.record is not None
+        turn = self._close_turn(final_sql, truncated=truncated)
         info.update(turn_done=True, turn_truncated=truncated, final_sql=final_sql)
         if self.history_mode == "oracle":
             from mtsql.eval.exec_match import (

@@ -69,6 +69,10 @@ class ErrorKind(StrEnum):
     SEVERAL_VERDICTS = "several_verdicts"
     BAD_VERDICT = "bad_verdict"  # a verdict other than pass / no_pass
     MISPLACED_VERDICT = "misplaced_verdict"  # a verdict after the action
+    # Well-formed, but not a check the environment can make (see DialogueEnv's memory rules):
+    MEMORY_FIRST_QUESTION = "memory_first_question"  # memory_retrieve on the first question: no memory yet
+    MEMORY_BEFORE_EXEC = "memory_before_exec"  # memory_retrieve before any exec_sql of the question
+    MEMORY_UNEXECUTED = "memory_unexecuted"  # memory_retrieve with code other than the SQL executed last
 
 
 class Verdict(NamedTuple):
@@ -157,7 +161,7 @@ def parse_message(text: str) -> ParsedMessage:
                     verdict,
                 )
             if name == "answer_sql":
-                action, sql = Action.ANSWER, _clean_sql(content)
+                action, sql = Action.ANSWER, clean_sql(content)
                 if not sql:
                     return _error(ErrorKind.EMPTY_SQL, "<answer_sql> is empty: put the final SQL in it", verdict)
             else:
@@ -199,13 +203,14 @@ def _parse_call(content: str, verdict: Verdict | None) -> tuple[Action, str | No
     if not isinstance(code, str):
         what = "is missing" if code is None else f"must be a string, not {type(code).__name__}"
         return _error(ErrorKind.BAD_ARGUMENTS, f'the "code" argument of {name} {what}', verdict)
-    sql = _clean_sql(code)
+    sql = clean_sql(code)
     if not sql:
         return _error(ErrorKind.EMPTY_SQL, f'the "code" argument of {name} is empty', verdict)
     return action, sql
 
 
-def _clean_sql(text: str) -> str:
+def clean_sql(text: str) -> str:
+    """SQL as the protocol takes it: surrounding whitespace and a Markdown code fence removed."""
     text = text.strip()
     if text.startswith("```"):
         fenced = _FENCE.match(text)

@@ -40,7 +40,6 @@ TEMPLATE_FIELDS: Final[Mapping[str, frozenset[str]]] = {
     "after_pass_later": frozenset(),
     "memory_reply": frozenset({"question", "sql", "result", "memory", "history_note", "turn_number"}),
     "memory_turn": frozenset({"turn_number", "question", "sql", "parsed", "preview"}),
-    "memory_empty": frozenset(),
     "history_predicted": frozenset(),
     "history_oracle": frozenset(),
     "no_sql_yet": frozenset(),

@@ -22,7 +22,12 @@ class RewardConfig:
     """Weights of the components and the definition of a right verdict; see ``docs/rewards.md``.
 
     ``empty_no_pass_credit`` is the credit for ``no_pass`` on an execution that returned no rows;
-    ``empty_gold_aware`` makes ``pass`` the right verdict instead when the gold query returns no rows either.
+    ``empty_gold_aware`` makes ``pass`` the right verdict instead when the gold query returns no rows either;
+    ``empty_gold_weight`` scales the outcome (EX, EM) of a question whose gold returns no rows, where any empty
+    result execution-matches (1.0 pays it as the official metric counts it; 0 pays nothing for it).
+    ``format_weight`` (our addition, 0.1 by default) pays for a protocol-compliant question: without it a
+    violation that changes nothing else (ending without ``<answer_sql>``, a repeated verdict, a refused memory
+    check) ties with the honest trajectory; ``format_weight: 0`` gives the original's weights exactly.
     A SQL under a memory check is *coherent* when it execution-matches the gold (if ``coherence_exec_match``)
     or its clause F1 against the gold is at least ``coherence_f1_threshold``. ``timeout``, ``keep_distinct``
     and ``strict`` are the execution-match options of ``mtsql evaluate`` (same defaults, so the outcome equals
@@ -34,9 +39,10 @@ class RewardConfig:
     exec_verify_weight: float = 0.1
     coherence_weight: float = 0.1
     clause_f1_weight: float = 0.8
-    format_weight: float = 0.0
-    empty_no_pass_credit: float = 0.5
+    format_weight: float = 0.1
+    empty_no_pass_credit: float = 0.2
     empty_gold_aware: bool = True
+    empty_gold_weight: float = 1.0
     coherence_f1_threshold: float = 1.0
     coherence_exec_match: bool = True
     timeout: float = 60.0
@@ -44,7 +50,7 @@ class RewardConfig:
     strict: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("empty_no_pass_credit", "coherence_f1_threshold"):
+        for name in ("empty_no_pass_credit", "coherence_f1_threshold", "empty_gold_weight"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {value}")

@@ -44,6 +44,7 @@ class QuestionReward:
     total: float
     exec_calls: int
     memory_checks: int
+    gold_empty: bool
     outcome: TurnScore = field(repr=False)
 
     def components(self) -> dict[str, float]:
@@ -57,6 +58,7 @@ class QuestionReward:
             "total": self.total,
             "exec_calls": self.exec_calls,
             "memory_checks": self.memory_checks,
+            "gold_empty": self.gold_empty,
             "exec_status": self.outcome.exec_status,
             "hardness": self.outcome.hardness,
             "skipped": self.outcome.skipped,
@@ -132,14 +134,16 @@ class RewardScorer:
         outcome = self.outcome(turn.final_sql, gold, db_id)
         exec_calls = [call for call in turn.calls if call.name == EXEC_SQL and call.exec is not None]
         checks = [call for call in turn.calls if call.name == MEMORY_RETRIEVE]
+        gold_empty = self.gold_is_empty(gold, db_id)
         verify = []
         for call in exec_calls:
             result = exec_outcome(call.exec)  # type: ignore[arg-type]  # filtered above
-            gold_empty = result == "empty" and config.empty_gold_aware and self.gold_is_empty(gold, db_id)
-            verify.append(exec_verify_credit(result, call.verdict, gold_empty=gold_empty, config=config))
+            aware = result == "empty" and config.empty_gold_aware and gold_empty
+            verify.append(exec_verify_credit(result, call.verdict, gold_empty=aware, config=config))
+        scale = config.empty_gold_weight if gold_empty else 1.0
         components = {
-            "exec": float(outcome.exec or 0),
-            "exact": float(outcome.exact or 0),
+            "exec": scale * float(outcome.exec or 0),
+            "exact": scale * float(outcome.exact or 0),
             "exec_verify": mean(verify),
             "coherence": mean(coherence_credit(self.coherent(call.sql, gold, db_id), call.verdict) for call in checks),
             "clause_f1": mean(self.clause_f1(call.sql or "", gold, db_id) for call in exec_calls),
@@ -151,6 +155,7 @@ class RewardScorer:
             total=config.total(components),
             exec_calls=len(exec_calls),
             memory_checks=len(checks),
+            gold_empty=gold_empty,
             outcome=outcome,
         )
 
@@ -216,6 +221,8 @@ class RewardScorer:
         return normalize_for_match(empty_sql(), Schema.from_sqlite(self._db_file(db_id)), self._kmap(db_id))
 
     def _compute_gold_empty(self, db_id: str, gold: str) -> bool:
+        if not self._db_file(db_id).is_file():
+            return False
         sql = replace_cur_year(postprocess(gold))
         result = execute(self._db_file(db_id), sql, timeout=self.config.timeout, max_rows=1)
         return result.ok and not result.rows

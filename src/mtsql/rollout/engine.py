@@ -298,7 +298,7 @@ class Episode:
             used = len(self.prompt_ids) + len(self.completion_ids)
             room = None if engine.max_total_tokens is None else engine.max_total_tokens - used
             if room is not None and room < 1:
-                self.finish, self.done = "context", True
+                self._out_of_context()
                 break
             params = engine.params
             if room is not None and room < params.max_tokens:
@@ -324,13 +324,17 @@ class Episode:
                 step["observation"] = [dict(message) for message in observation]
                 env_ids = engine.chat.observation_ids(observation, closed=self._closed)
                 if room is not None and len(ids) + len(env_ids) > room:
-                    self.finish, self.done = "context", True
+                    self._out_of_context()
                 else:
                     self._append(self.info["turn"], "env", env_ids, [0.0] * len(env_ids))
             if on_step is not None:
                 on_step(step)
             if one_question and self.info["turn_done"]:
                 break
+
+    def _out_of_context(self) -> None:
+        self.finish, self.done = "context", True
+        self.env.stop()
 
     def add_question(self, question: str) -> None:
         """Continue the finished episode with ``question`` (its gold SQL unknown); raises when the context is full."""

@@ -37,18 +37,27 @@ def parse_key(key: str) -> tuple[str, int | None]:
 
 @dataclass(slots=True)
 class RowStats:
-    """Episodes kept, and questions left out: database missing, gold unusable, hardness filtered out."""
+    """Episodes kept, and questions left out: database missing, gold unusable, hardness filtered out, gold
+    returning no rows (with ``drop_empty_gold``)."""
 
     rows: int = 0
     missing_database: int = 0
     unusable_gold: int = 0
     filtered: int = 0
+    empty_gold: int = 0
 
 
 def episode_rows(
-    dialogues: Sequence[Dialogue], db_dir: str | Path, *, episode: EpisodeKind, hardness: Sequence[str]
+    dialogues: Sequence[Dialogue],
+    db_dir: str | Path,
+    *,
+    episode: EpisodeKind,
+    hardness: Sequence[str],
+    drop_empty_gold: bool = False,
 ) -> tuple[list[dict[str, Any]], RowStats]:
-    """The dataset rows of ``dialogues`` for ``episode`` episodes, keeping the levels in ``hardness``."""
+    """The dataset rows of ``dialogues`` for ``episode`` episodes, keeping the levels in ``hardness``; with
+    ``drop_empty_gold``, no question (no dialogue, for dialogue episodes) whose gold returns no rows, where any
+    empty result is paid as an execution match."""
     facts = {(f.dialogue_id, f.turn_index): f for f in analyze_turns(dialogues, db_dir=db_dir, tables={})}
     stats = RowStats()
     rows: list[dict[str, Any]] = []
@@ -62,6 +71,9 @@ def episode_rows(
             if not all(fact.usable for fact in turns):
                 stats.unusable_gold += len(turns)
                 continue
+            if drop_empty_gold and any(fact.empty_gold for fact in turns):
+                stats.empty_gold += len(turns)
+                continue
             level = max((cast(str, f.hardness) for f in turns), key=HARDNESS_LEVELS.index)
             if level not in hardness:
                 stats.filtered += len(turns)
@@ -73,6 +85,8 @@ def episode_rows(
                 stats.unusable_gold += 1
             elif fact.hardness not in hardness:
                 stats.filtered += 1
+            elif drop_empty_gold and fact.empty_gold:
+                stats.empty_gold += 1
             else:
                 key = episode_key(dialogue.id, fact.turn_index)
                 question = {"question": fact.turn_index, "hardness": fact.hardness, "depth": fact.turn_index + 1}
