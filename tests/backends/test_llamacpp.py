@@ -178,9 +178,7 @@ def test_load_backend_takes_the_packaged_name_and_refuses_a_checkpoint_folder(re
     assert backend.max_model_len == 1024 and backend.model == SMOL
     generation = asyncio.run(backend.generate([1, 9690, 198], SamplingParams(max_tokens=2, temperature=0.0)))
     assert len(generation.token_ids) == 2
-    from mtsql.models.packaged import ModelError
-
-    with pytest.raises(ModelError, match="not a GGUF file"):
+    with pytest.raises(ValueError, match="is a checkpoint folder: give gguf_like="):
         load_backend("llamacpp", str(tmp_path))
 
 

@@ -73,7 +73,8 @@ class _Slot:
 
 
 class LlamaCppBackend(BatchedBackend):
-    """Generate with llama.cpp from ``model``: a GGUF file or a packaged model's name (``mtsql models list``).
+    """Generate with llama.cpp from ``model``: a GGUF file, a packaged model's name (``mtsql models list``), or a
+    checkpoint fine-tuned from one with ``gguf_like`` naming that one (exported once, :mod:`mtsql.models.to_gguf`).
 
     ``slots``: llama.cpp contexts kept, each with one sequence's KV cache (use at least the rollout's
     concurrency for full prefix reuse; it is also the most prompts a batch takes); ``n_ctx``/``max_model_len``:
@@ -102,6 +103,7 @@ class LlamaCppBackend(BatchedBackend):
         tokenizer: str | None = None,
         extra_buffers: bool = False,
         copy_threshold: int = 512,
+        gguf_like: str | None = None,
     ) -> None:
         super().__init__()
         from mtsql.models.packaged import load_gguf_tokenizer, packaged_entry_of, resolve_gguf
@@ -111,7 +113,18 @@ class LlamaCppBackend(BatchedBackend):
         if n_ctx is not None and max_model_len is not None and n_ctx != max_model_len:
             raise ValueError("give n_ctx or max_model_len, not both")
         self.model = str(model)
-        gguf = resolve_gguf(self.model)
+        if os.path.isdir(self.model):  # a fine-tuned checkpoint: its weights in the layout of the GGUF it came from
+            if gguf_like is None:
+                raise ValueError(
+                    f"{self.model} is a checkpoint folder: give gguf_like=<the packaged model or .gguf it was trained "
+                    "from> to export it to GGUF"
+                )
+            from mtsql.models.to_gguf import checkpoint_gguf
+
+            gguf = checkpoint_gguf(self.model, gguf_like)
+            tokenizer = tokenizer or self.model  # the tokenizer (and chat template) the checkpoint was trained with
+        else:
+            gguf = resolve_gguf(self.model)
         entry = packaged_entry_of(gguf)  # its chat template and end-of-turn token, for a packaged file
         if tokenizer is not None:
             from transformers import AutoTokenizer

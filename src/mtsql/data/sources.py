@@ -8,6 +8,7 @@ one place.
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,13 @@ def load_source(
     data_dir: str | os.PathLike[str] | None = None,
     example: str | None = None,
     limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> DialogueSource:
-    """The first ``limit`` dialogues of ``dataset``'s ``split`` under ``data_dir``, or of the bundled ``example``.
+    """The first ``limit`` dialogues of ``dataset``'s ``split`` under ``data_dir``, or of the bundled ``example``;
+    or, with ``sample``, that many dialogues drawn at random with ``seed`` (in the dataset's order). A sample
+    spreads over the databases, where the first dialogues of a split often share one (SParC dev's first 12 are
+    all ``flight_2``).
 
     Raises ``ValueError`` for a bad combination or name and :class:`DatasetNotFoundError` when files are missing.
     """
@@ -45,7 +51,7 @@ def load_source(
 
         bundled = load_example(example)
         dialogues = list(read_dataset_file(bundled.dialogues, "sparc", "example").dialogues)
-        return DialogueSource(dialogues[:limit], bundled.db_dir, bundled.tables)
+        return DialogueSource(_subset(dialogues, limit, sample, seed), bundled.db_dir, bundled.tables)
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     if data_dir is None:
@@ -56,4 +62,15 @@ def load_source(
         tables: Path | None = find_tables_json(dataset, data_dir)  # type: ignore[arg-type]
     except DatasetNotFoundError:
         tables = None
-    return DialogueSource(dialogues[:limit], db_dir, tables)
+    return DialogueSource(_subset(dialogues, limit, sample, seed), db_dir, tables)
+
+
+def _subset(dialogues: list[Dialogue], limit: int | None, sample: int | None, seed: int) -> list[Dialogue]:
+    if sample is None:
+        return dialogues[:limit]
+    if limit is not None:
+        raise ValueError("give a limit or a sample, not both")
+    if sample < 1:
+        raise ValueError(f"sample must be at least 1, not {sample}")
+    chosen = sorted(random.Random(seed).sample(range(len(dialogues)), min(sample, len(dialogues))))
+    return [dialogues[i] for i in chosen]

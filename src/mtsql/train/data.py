@@ -47,6 +47,16 @@ def sft_example(record: dict[str, Any], turns: Sequence[int] | None = None) -> d
     }
 
 
+def one_shot_messages(
+    db_id: str, schema: str, history: Sequence[tuple[str, str]], question: str
+) -> list[dict[str, str]]:
+    """The one-shot baseline's prompt: the schema, the earlier ``(question, SQL)`` pairs and the current question.
+    Training fills the history with gold SQL; prediction with the model's own earlier answers (predicted history)."""
+    earlier = "\n".join(f"Q{i + 1}: {q}\nSQL{i + 1}: {sql}" for i, (q, sql) in enumerate(history)) or "(none)"
+    user = f"Database {db_id}:\n{schema}\n\nEarlier questions and their SQL:\n{earlier}\n\nCurrent question: {question}"
+    return [{"role": "system", "content": ONE_SHOT_SYSTEM}, {"role": "user", "content": user}]
+
+
 def one_shot_examples(dialogues: Iterable[Dialogue], db_dir: str) -> list[dict[str, Any]]:
     """The one-shot baseline's rows, ``{"prompt": [system, user], "completion": [assistant]}``, one per
     question whose database exists; TRL's SFTTrainer trains on the completion only."""
@@ -58,20 +68,15 @@ def one_shot_examples(dialogues: Iterable[Dialogue], db_dir: str) -> list[dict[s
             continue
         if dialogue.db_id not in schemas:
             schemas[dialogue.db_id] = DatabaseSchema.from_sqlite(path).render()
-        history: list[str] = []
+        history: list[tuple[str, str]] = []
         for turn in dialogue.turns:
-            earlier = "\n".join(history) if history else "(none)"
-            user = (
-                f"Database {dialogue.db_id}:\n{schemas[dialogue.db_id]}\n\nEarlier questions and their SQL:\n"
-                f"{earlier}\n\nCurrent question: {turn.utterance}"
-            )
             rows.append(
                 {
-                    "prompt": [{"role": "system", "content": ONE_SHOT_SYSTEM}, {"role": "user", "content": user}],
+                    "prompt": one_shot_messages(dialogue.db_id, schemas[dialogue.db_id], history, turn.utterance),
                     "completion": [{"role": "assistant", "content": turn.query}],
                     "dialogue_id": dialogue.id,
                     "turn": turn.index,
                 }
             )
-            history.append(f"Q{turn.index + 1}: {turn.utterance}\nSQL{turn.index + 1}: {turn.query}")
+            history.append((turn.utterance, turn.query))
     return rows

@@ -77,12 +77,16 @@ class SelfTaughtError(RuntimeError):
 @dataclass(slots=True)
 class SelfTaughtConfig:
     """A self-taught run (see the module docstring). The pool is a bundled ``example`` or a benchmark
-    (``dataset``, ``split``, ``data_dir``), optionally its first ``limit`` dialogues; ``backend`` and
+    (``dataset``, ``split``, ``data_dir``), optionally its first ``limit`` dialogues or a ``sample`` of that many
+    drawn with ``sample_seed``; ``backend`` and
     ``backend_options`` are those of :func:`mtsql.backends.load_backend` (a backend that loads the checkpoint
     itself, since each round samples from a new one); the sampling settings are :class:`RolloutConfig`'s;
     ``templates`` the environment's text set (a built-in name or a TOML file);
     ``max_length``, ``lora`` and ``training`` are each round's :class:`~mtsql.train.sft.SFTRunConfig` settings
-    (``training`` goes to ``trl.SFTConfig`` as is); ``gold_round0`` adds gold trajectories to round 0's data."""
+    (``training`` goes to ``trl.SFTConfig`` as is); ``gold_round0`` adds gold trajectories to round 0's data
+    (an extension: the original starts from sampled trajectories only); ``empty_gold``: ``keep`` or ``drop`` the
+    questions whose gold returns no rows (a kept trajectory must also be an exact match, so an empty-result
+    shortcut is never kept either way)."""
 
     model: str
     output_dir: str
@@ -91,6 +95,8 @@ class SelfTaughtConfig:
     split: str = "train"
     data_dir: str | None = None
     limit: int | None = None
+    sample: int | None = None
+    sample_seed: int = 0
     backend: str = "transformers"
     backend_options: dict[str, Any] = field(default_factory=dict)
     rounds: int = 3
@@ -110,6 +116,7 @@ class SelfTaughtConfig:
     easy_hardness: list[str] = field(default_factory=lambda: ["easy"])
     embedding_device: str = "cpu"
     gold_round0: bool = False
+    empty_gold: str = "keep"
     max_length: int | None = None
     lora: LoraSettings | None = None
     training: dict[str, Any] = field(default_factory=dict)
@@ -129,6 +136,8 @@ class SelfTaughtConfig:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be at least 1, not {self.limit}")
+        if self.empty_gold not in ("keep", "drop"):
+            raise ValueError(f"empty_gold must be keep or drop, not {self.empty_gold!r}")
         load_templates(self.templates)  # a bad file fails here, not after the first round's sampling
 
     @classmethod
@@ -208,6 +217,11 @@ def question_outcome(record: dict[str, Any], question: int) -> dict[str, Any] | 
     if rewards is None:
         raise ValueError(f"episode {record['id']} has no rewards: self-taught selection needs scored rollouts")
     return next((entry for entry in rewards["questions"] if entry["turn"] == question), None)
+
+
+def _gold_empty(record: dict[str, Any], question: int) -> bool:
+    outcome = question_outcome(record, question)
+    return bool(outcome and outcome.get("gold_empty"))
 
 
 def is_correct(record: dict[str, Any], question: int) -> bool:
@@ -319,6 +333,8 @@ def select_trajectories(
     for dialogue_id in sorted(by_dialogue):
         episodes = sorted(by_dialogue[dialogue_id], key=lambda record: record["sample"])
         open_questions = [q for q in range(episodes[0]["n_turns"]) if (dialogue_id, q) not in before]
+        if config.empty_gold == "drop":
+            open_questions = [q for q in open_questions if not _gold_empty(episodes[0], q)]
         questions += len(open_questions)
         left = len(open_questions)
         for question in open_questions:
@@ -707,7 +723,13 @@ def _load_dialogues(config: SelfTaughtConfig) -> tuple[list[Dialogue], Path, Pat
     from mtsql.data import load_source
 
     source = load_source(
-        dataset=config.dataset, split=config.split, data_dir=config.data_dir, example=config.example, limit=config.limit
+        dataset=config.dataset,
+        split=config.split,
+        data_dir=config.data_dir,
+        example=config.example,
+        limit=config.limit,
+        sample=config.sample,
+        seed=config.sample_seed,
     )
     return source.dialogues, source.db_dir, source.tables
 

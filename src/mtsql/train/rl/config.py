@@ -63,18 +63,26 @@ _OWNED: Final = {
 @dataclass(slots=True)
 class DataSettings:
     """The training prompts: a bundled ``example`` or a benchmark (``dataset``, ``split``, ``data_dir``), its first
-    ``limit`` dialogues, and only the questions whose gold hardness is in ``hardness``."""
+    ``limit`` dialogues (or a ``sample`` of that many drawn with ``sample_seed``), and only the questions whose gold
+    hardness is in ``hardness``. ``empty_gold``: ``keep`` the questions whose gold returns no rows (as the original
+    did) or ``drop`` them (any empty result execution-matches there); ``rewards.empty_gold_weight`` down-weights
+    their outcome instead."""
 
     example: str | None = None
     dataset: str | None = None
     split: str = "train"
     data_dir: str | None = None
     limit: int | None = None
+    sample: int | None = None
+    sample_seed: int = 0
     hardness: list[str] = field(default_factory=lambda: list(HARDNESS_LEVELS))
+    empty_gold: str = "keep"
 
     def __post_init__(self) -> None:
         if (self.example is None) == (self.dataset is None):
             raise ValueError("data: give exactly one of 'example' and 'dataset'")
+        if self.empty_gold not in ("keep", "drop"):
+            raise ValueError(f"data: empty_gold must be keep or drop, not {self.empty_gold!r}")
         if self.dataset is not None:
             if self.dataset not in DATASETS:
                 raise ValueError(f"data: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")

@@ -137,10 +137,22 @@ def build_trainer(config: RLConfig) -> MTSQLGRPOTrainer:
 
     data = config.data
     source = load_source(
-        dataset=data.dataset, split=data.split, data_dir=data.data_dir, example=data.example, limit=data.limit
+        dataset=data.dataset,
+        split=data.split,
+        data_dir=data.data_dir,
+        example=data.example,
+        limit=data.limit,
+        sample=data.sample,
+        seed=data.sample_seed,
     )
     dialogues = source.dialogues
-    rows, stats = episode_rows(dialogues, source.db_dir, episode=config.episode, hardness=data.hardness)
+    rows, stats = episode_rows(
+        dialogues,
+        source.db_dir,
+        episode=config.episode,
+        hardness=data.hardness,
+        drop_empty_gold=data.empty_gold == "drop",
+    )
     if not rows:
         raise ValueError(f"no training prompt: {asdict(stats)}")
     args = GRPOConfig(**config.grpo_settings(cuda=torch.cuda.is_available()))

@@ -1,0 +1,587 @@
+"""A study: one real model through every training arm, each scored by the official metrics on held-out dialogues.
+
+The arms, in order (each a model and its evaluation):
+
+- ``zero-shot``: the model as it is, with the protocol;
+- ``one-shot-sft``: the short-horizon baseline: SFT on question -> SQL rows
+  (:func:`mtsql.train.data.one_shot_examples`), evaluated by asking for the SQL directly, the model's own earlier
+  answers as the history;
+- ``protocol-sft``: SFT on gold protocol trajectories (stage 1's warm start);
+- ``self-taught``: the self-taught loop (:mod:`mtsql.train.selftaught`) started from the protocol-SFT model;
+- ``grpo``: multi-turn GRPO (:mod:`mtsql.train.rl`) started from the last protocol arm before it.
+
+Training uses a seeded sample of one split's dialogues and evaluation a seeded sample of another's (or all of
+it), so every number is on dialogues no arm trained on. Protocol arms are evaluated greedily with predicted
+history; the rollouts run on the llama.cpp backend when the config says so (a trained checkpoint is exported to
+GGUF first, :mod:`mtsql.models.to_gguf`), the same way for every arm, including the untrained model.
+
+Resumable at every level: an arm whose ``metrics.json`` exists is done; SFT and GRPO resume from their
+checkpoints, the self-taught loop from its state, evaluation rollouts from their records file and one-shot
+predictions from theirs. Layout::
+
+    output_dir/<arm>/            models, checkpoints, records (not for committing)
+    results_dir/<arm>/gold.txt   the evaluated dialogues' gold, official format (SQL<TAB>db_id, blank lines)
+    results_dir/<arm>/pred.txt   the arm's predictions, official format, for the official script to re-score
+    results_dir/<arm>/metrics.json   official metrics (by hardness and turn) and the protocol's own rates
+    results_dir/summary.json     every finished arm's headline numbers, with wall times
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from mtsql.data.dialogue import DATASETS, Dialogue
+from mtsql.data.sources import DialogueSource
+
+ARMS: Final = ("zero-shot", "one-shot-sft", "protocol-sft", "self-taught", "grpo")
+#: The arms a protocol arm may start from, nearest first.
+_STARTS: Final = {"self-taught": ("protocol-sft",), "grpo": ("self-taught", "protocol-sft")}
+
+
+class StudyError(ValueError):
+    """A study that cannot run as configured (a bad config, an arm whose starting arm is missing)."""
+
+
+@dataclass(slots=True)
+class SplitSettings:
+    """Dialogues of ``dataset``'s ``split``: a seeded ``sample`` of that many, or all of them (``sample: null``)."""
+
+    dataset: str
+    split: str = "dev"
+    sample: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise StudyError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
+        if self.sample is not None and self.sample < 1:
+            raise StudyError(f"sample must be at least 1, not {self.sample}")
+
+    def source(self, data_dir: str) -> DialogueSource:
+        from mtsql.data import load_source
+
+        return load_source(
+            dataset=self.dataset, split=self.split, data_dir=data_dir, sample=self.sample, seed=self.seed
+        )
+
+
+@dataclass(slots=True)
+class EvalSettings:
+    """How protocol arms are evaluated (greedy, predicted history): per message ``max_tokens``, per question
+    ``max_steps``; ``backend`` and ``backend_options`` of :func:`mtsql.backends.load_backend` (with
+    ``llamacpp``, a trained checkpoint is exported to GGUF like the study's model); ``one_shot_max_tokens`` for
+    the one-shot arm's SQL."""
+
+    backend: str = "llamacpp"
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    max_tokens: int = 256
+    max_steps: int = 4
+    thinking: bool = True
+    concurrency: int = 2
+    one_shot_max_tokens: int = 160
+
+
+@dataclass(slots=True)
+class StudyConfig:
+    """A study (see the module docstring). ``model``: a packaged model's name, a GGUF file or a checkpoint;
+    ``sft`` and ``one_shot`` are ``trl.SFTConfig`` settings (``training``) and ``max_length``; ``self_taught`` and
+    ``grpo`` hold the fields of :class:`~mtsql.train.selftaught.SelfTaughtConfig` and
+    :class:`~mtsql.train.rl.RLConfig` that the study does not set itself (model, folders, data)."""
+
+    name: str
+    model: str
+    output_dir: str
+    results_dir: str
+    train: SplitSettings
+    eval: SplitSettings
+    data_dir: str | None = None
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    evaluation: EvalSettings = field(default_factory=EvalSettings)
+    sft: dict[str, Any] = field(default_factory=dict)
+    one_shot: dict[str, Any] = field(default_factory=dict)
+    self_taught: dict[str, Any] = field(default_factory=dict)
+    grpo: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [arm for arm in self.arms if arm not in ARMS]
+        if unknown:
+            raise StudyError(f"unknown arm(s) {', '.join(unknown)}: the arms are {', '.join(ARMS)}")
+        self.arms = [arm for arm in ARMS if arm in self.arms]  # always in the pipeline's order
+        for arm, starts in _STARTS.items():
+            if arm in self.arms and not any(start in self.arms for start in starts):
+                raise StudyError(f"the {arm} arm starts from {' or '.join(starts)}: add it to the arms")
+        for name in ("sft", "one_shot"):
+            extra = set(getattr(self, name)) - {"training", "max_length"}
+            if extra:
+                raise StudyError(f"{name}: unknown key(s) {', '.join(sorted(extra))} (training, max_length)")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> StudyConfig:
+        """Read a study's YAML file; folders are relative to it, ``data_dir`` defaults to ``$MTSQL_DATA_DIR``.
+        ``overrides`` replace top-level keys (the CLI's ``--arms``, ``--output-dir``...)."""
+        from mtsql.train.sft import resolve_config_path
+
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(values, dict):
+            raise StudyError(f"{path}: expected a mapping at the top level")
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise StudyError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        missing = [key for key in ("name", "model", "output_dir", "results_dir", "train", "eval") if key not in values]
+        if missing:
+            raise StudyError(f"{path}: {', '.join(missing)} required")
+        base = Path(path).resolve().parent
+        values["model"] = resolve_config_path(str(values["model"]), base)
+        for key in ("output_dir", "results_dir"):
+            values[key] = str((base / str(values[key])).resolve())
+        data_dir = values.get("data_dir") or os.environ.get("MTSQL_DATA_DIR")
+        values["data_dir"] = str((base / str(data_dir)).resolve()) if data_dir else None
+        try:
+            values["train"] = SplitSettings(**values["train"])
+            values["eval"] = SplitSettings(**values["eval"])
+            values["evaluation"] = EvalSettings(**(values.get("evaluation") or {}))
+        except TypeError as err:
+            raise StudyError(f"{path}: {err}") from None
+        for key in ("sft", "one_shot", "self_taught", "grpo"):
+            values[key] = dict(values.get(key) or {})
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class ArmResult:
+    """One arm's headline numbers (fractions), its model and its wall times in seconds."""
+
+    arm: str
+    model: str
+    ex: float
+    em: float
+    interaction_ex: float
+    interaction_em: float
+    questions: int
+    dialogues: int
+    format_valid: float | None
+    answered: float | None
+    tokens_per_question: float
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Study:
+    """A study's folders and arms; :meth:`run` runs the arms not finished yet, in order."""
+
+    def __init__(self, config: StudyConfig, log: Callable[[str], None] = print, progress: bool = False) -> None:
+        self.config = config
+        self.log = log
+        self.progress = progress
+        self.out = Path(config.output_dir)
+        self.results = Path(config.results_dir)
+        if config.data_dir is None:
+            raise StudyError("data_dir is required (in the config, --data-dir or $MTSQL_DATA_DIR)")
+        self.train_source = config.train.source(config.data_dir)
+        self.eval_source = source = config.eval.source(config.data_dir)
+        self.eval_dialogues = [d for d in source.dialogues if _database(source.db_dir, d).is_file()]
+        self.skipped_eval = len(source.dialogues) - len(self.eval_dialogues)
+
+    def run(self) -> list[ArmResult]:
+        """Run every arm not finished yet; returns every arm's result (finished earlier or now)."""
+        from mtsql.models.packaged import resolve_model
+
+        self.base_model = resolve_model(self.config.model)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.results.mkdir(parents=True, exist_ok=True)
+        (self.out / "study.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+        results = []
+        for arm in self.config.arms:
+            done = self.results / arm / "metrics.json"
+            if done.is_file():
+                result = ArmResult(**json.loads(done.read_text(encoding="utf-8"))["result"])
+                self.log(f"{arm}: finished earlier (EX {result.ex:.1%}, EM {result.em:.1%})")
+            else:
+                result = self.run_arm(arm)
+            results.append(result)
+            summary = self.summary(results)
+            _write_json(self.results / "summary.json", summary)
+            (self.results / "tables.md").write_text(tables_markdown(summary, self.results), encoding="utf-8")
+        return results
+
+    def summary(self, results: list[ArmResult]) -> dict[str, Any]:
+        config = self.config
+        return {
+            "study": config.name,
+            "model": config.model,
+            "train": dataclasses.asdict(config.train) | {"dialogues": len(self.train_source.dialogues)},
+            "eval": dataclasses.asdict(config.eval)
+            | {"dialogues": len(self.eval_dialogues), "skipped_missing_database": self.skipped_eval},
+            "history": "predicted",
+            "arms": [result.to_dict() for result in results],
+        }
+
+    def run_arm(self, arm: str) -> ArmResult:
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
+        self.log(f"{arm}: starting")
+        folder = self.out / arm
+        folder.mkdir(parents=True, exist_ok=True)
+        if arm == "zero-shot":
+            model = self.base_model
+        elif arm == "one-shot-sft":
+            model = self._sft(folder, kind="one-shot")
+        elif arm == "protocol-sft":
+            model = self._sft(folder, kind="gold")
+        elif arm == "self-taught":
+            model = self._self_taught(folder)
+        else:
+            model = self._grpo(folder)
+        seconds["train"] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
+        if arm == "one-shot-sft":
+            predictions, protocol = self._one_shot_predictions(model, folder / "predictions.jsonl")
+        else:
+            predictions, protocol = self._protocol_predictions(model, folder / "eval-rollouts.jsonl")
+        seconds["evaluate"] = round(time.perf_counter() - start, 1)
+        result = self._score(arm, model, predictions, protocol, seconds)
+        self.log(
+            f"{arm}: EX {result.ex:.1%}, EM {result.em:.1%} ({seconds['train']:.0f} s + {seconds['evaluate']:.0f} s)"
+        )
+        return result
+
+    # --- training ---------------------------------------------------------------------------------------------
+
+    def _sft(self, folder: Path, *, kind: str) -> str:
+        from mtsql.train.sft import SFTRunConfig, train_sft
+
+        model_dir = folder / "model"
+        if (model_dir / "config.json").is_file() and any(model_dir.glob("*.safetensors")):
+            return str(model_dir)
+        rows_file = folder / "train-rows.jsonl"
+        if not rows_file.is_file():
+            rows = self._one_shot_rows() if kind == "one-shot" else self._gold_rows()
+            _write_jsonl(rows_file, rows)
+            self.log(f"  {len(rows)} {kind} training rows from {len(self.train_source.dialogues)} dialogues")
+        settings = self.config.one_shot if kind == "one-shot" else self.config.sft
+        run = SFTRunConfig(
+            model=self.base_model,
+            data=[str(rows_file)],
+            output_dir=str(model_dir),
+            max_length=settings.get("max_length"),
+            training=dict(settings.get("training") or {}),
+        )
+        return str(train_sft(run))
+
+    def _one_shot_rows(self) -> list[dict[str, Any]]:
+        from mtsql.train.data import one_shot_examples
+
+        return one_shot_examples(self.train_source.dialogues, str(self.train_source.db_dir))
+
+    def _gold_rows(self) -> list[dict[str, Any]]:
+        from mtsql.backends import TokenizerOnly
+        from mtsql.rollout import RolloutConfig, RolloutEngine
+        from mtsql.train.data import sft_example
+        from mtsql.train.gold import GoldStats, gold_records
+
+        evaluation = self.config.evaluation
+        engine = RolloutEngine(
+            TokenizerOnly(self.base_model),
+            self.train_source.db_dir,
+            RolloutConfig(temperature=0.0, max_steps=evaluation.max_steps, enable_thinking=evaluation.thinking),
+            tables=self.train_source.tables,
+        )
+        stats = GoldStats()
+        records = gold_records(engine, self.train_source.dialogues, stats)
+        return [sft_example(record) for record in records if record["finish"] == "done"]
+
+    def _start_of(self, arm: str) -> str:
+        for start in _STARTS[arm]:
+            if start in self.config.arms:
+                return str(self.out / start / "model") if start == "protocol-sft" else str(self.out / start / "final")
+        raise StudyError(f"the {arm} arm has no starting arm")
+
+    def _self_taught(self, folder: Path) -> str:
+        from mtsql.train.selftaught import SelfTaughtConfig, run_self_taught
+
+        config = self.config
+        options = dict(config.evaluation.backend_options)
+        if config.evaluation.backend == "llamacpp":
+            options.setdefault("gguf_like", config.model)
+        settings = {
+            "backend": config.evaluation.backend,
+            "backend_options": options,
+            "rounds": 1,
+            "max_steps": config.evaluation.max_steps,
+            "thinking": config.evaluation.thinking,
+            **config.self_taught,
+        }
+        pool = {
+            "dataset": config.train.dataset,
+            "split": config.train.split,
+            "data_dir": config.data_dir,
+            "sample": config.train.sample,
+            "sample_seed": config.train.seed,
+        }
+        run = SelfTaughtConfig(
+            model=self._start_of("self-taught"), output_dir=str(folder / "run"), **{**pool, **settings}
+        )
+        result = run_self_taught(run, progress=self.progress)
+        return _link_final(folder, result.final_model)
+
+    def _grpo(self, folder: Path) -> str:
+        from mtsql.train.rl import RLConfig
+        from mtsql.train.rl.trainer import train_rl
+
+        config = self.config
+        data = {
+            "dataset": config.train.dataset,
+            "split": config.train.split,
+            "data_dir": config.data_dir,
+            "sample": config.train.sample,
+            "sample_seed": config.train.seed,
+        }
+        settings = {**config.grpo, "data": data | dict(config.grpo.get("data") or {})}
+        settings["sampling"] = {
+            "max_steps": config.evaluation.max_steps,
+            "thinking": config.evaluation.thinking,
+            **dict(config.grpo.get("sampling") or {}),
+        }
+        run = RLConfig.from_dict(
+            {**settings, "model": self._start_of("grpo"), "output_dir": str(folder / "run")}, base=Path("/")
+        )
+        return _link_final(folder, str(train_rl(run)))
+
+    # --- evaluation -------------------------------------------------------------------------------------------
+
+    def _backend(self, model: str) -> Any:
+        from mtsql.backends import load_backend
+
+        evaluation = self.config.evaluation
+        options = dict(evaluation.backend_options)
+        if evaluation.backend == "llamacpp":
+            options.setdefault("slots", evaluation.concurrency)
+            if os.path.isdir(model):
+                options.setdefault("gguf_like", self.config.model)
+        elif evaluation.backend == "transformers":
+            options.setdefault("device", "auto")
+        return load_backend(evaluation.backend, model, **options)
+
+    def _protocol_predictions(self, model: str, records_file: Path) -> tuple[list[list[str]], dict[str, float]]:
+        from mtsql.data.loaders import gold_sessions
+        from mtsql.rewards import RewardConfig
+        from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes
+        from mtsql.rollout.export import predictions_from_episodes
+        from mtsql.rollout.metrics import episode_metrics
+
+        evaluation = self.config.evaluation
+        rollout = RolloutConfig(
+            temperature=0.0,
+            max_tokens=evaluation.max_tokens,
+            max_steps=evaluation.max_steps,
+            concurrency=evaluation.concurrency,
+            enable_thinking=evaluation.thinking,
+            history_mode="predicted",
+        )
+        engine = RolloutEngine(
+            self._backend(model),
+            self.eval_source.db_dir,
+            rollout,
+            tables=self.eval_source.tables,
+            rewards=RewardConfig(),
+        )
+        summary = engine.run(self.eval_dialogues, records_file, progress=self.progress)
+        if summary.failed:
+            raise StudyError(f"{summary.failed} evaluation episodes failed ({'; '.join(summary.errors[:3])}): rerun")
+        records = read_episodes(records_file, one_run=True)
+        predicted = predictions_from_episodes(records, gold_sessions(self.eval_dialogues))
+        metrics = episode_metrics(records)
+        protocol = {
+            "format_valid": metrics["format_valid"],
+            "answered": metrics["answered"],
+            "model_tokens": sum(r["stats"]["model_tokens"] for r in records),
+            "unreached_questions": predicted.unreached_turns,
+        }
+        return predicted.sessions, protocol
+
+    def _one_shot_predictions(self, model: str, path: Path) -> tuple[list[list[str]], dict[str, float]]:
+        """Each question's SQL asked for directly, the model's own earlier SQL as history; one line per
+        dialogue appended to ``path`` as it finishes (a rerun skips those)."""
+        from mtsql.backends.base import SamplingParams
+        from mtsql.data.schema import DatabaseSchema
+        from mtsql.env.protocol import clean_sql
+        from mtsql.train.data import one_shot_messages
+
+        done: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash: that dialogue runs again
+                done[row["dialogue_id"]] = row
+        todo = [d for d in self.eval_dialogues if d.id not in done]
+        if todo:
+            backend = self._backend(model)
+            tokenizer = backend.tokenizer
+            params = SamplingParams(max_tokens=self.config.evaluation.one_shot_max_tokens, temperature=0.0)
+            schemas: dict[str, str] = {}
+
+            async def dialogue_sql(dialogue: Dialogue) -> dict[str, Any]:
+                if dialogue.db_id not in schemas:
+                    schemas[dialogue.db_id] = DatabaseSchema.from_sqlite(
+                        _database(self.eval_source.db_dir, dialogue)
+                    ).render()
+                history: list[tuple[str, str]] = []
+                tokens = 0
+                for turn in dialogue.turns:
+                    messages = one_shot_messages(dialogue.db_id, schemas[dialogue.db_id], history, turn.utterance)
+                    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                    generation = await backend.generate(tokenizer.encode(text, add_special_tokens=False), params)
+                    tokens += len(generation.token_ids)
+                    reply = tokenizer.decode(generation.token_ids, skip_special_tokens=True)
+                    history.append((turn.utterance, clean_sql(reply)))
+                return {"dialogue_id": dialogue.id, "sql": [sql for _, sql in history], "tokens": tokens}
+
+            async def run_all() -> None:
+                with path.open("a", encoding="utf-8") as out:
+                    for dialogue in todo:  # sequential: the backend batches nothing useful on a CPU
+                        row = await dialogue_sql(dialogue)
+                        out.write(json.dumps(row) + "\n")
+                        out.flush()
+                        done[row["dialogue_id"]] = row
+                await backend.aclose()
+
+            asyncio.run(run_all())
+        from mtsql.data.loaders import sql_line
+
+        sessions = [[sql_line(sql) for sql in done[d.id]["sql"]] for d in self.eval_dialogues]
+        return sessions, {"model_tokens": sum(done[d.id]["tokens"] for d in self.eval_dialogues)}
+
+    def _score(
+        self, arm: str, model: str, predictions: list[list[str]], protocol: dict[str, Any], seconds: dict[str, float]
+    ) -> ArmResult:
+        from mtsql.data.loaders import gold_sessions, write_gold_file, write_prediction_file
+        from mtsql.eval.evaluator import EvalOptions, evaluate_turns
+        from mtsql.eval.plots import plot_accuracy
+        from mtsql.eval.summary import summarize
+
+        gold = gold_sessions(self.eval_dialogues)
+        folder = self.results / arm
+        folder.mkdir(parents=True, exist_ok=True)
+        write_gold_file(folder / "gold.txt", gold)
+        write_prediction_file(folder / "pred.txt", predictions)
+        options = EvalOptions(db_dir=self.eval_source.db_dir, tables=self.eval_source.tables, etype="all")
+        official = summarize(evaluate_turns(gold, predictions, options), "all").to_json()
+        plot_accuracy(official, folder / "plots")
+        questions = sum(len(session) for session in gold)
+        overall = official["question_match"]
+        result = ArmResult(
+            arm=arm,
+            model=model,
+            ex=overall["exec"],
+            em=overall["exact"],
+            interaction_ex=official["interaction_match"]["exec"],
+            interaction_em=official["interaction_match"]["exact"],
+            questions=questions,
+            dialogues=len(gold),
+            format_valid=protocol.get("format_valid"),
+            answered=protocol.get("answered"),
+            tokens_per_question=round(protocol["model_tokens"] / questions, 1) if questions else 0.0,
+            seconds=seconds,
+        )
+        _write_json(folder / "metrics.json", {"result": result.to_dict(), "protocol": protocol, "official": official})
+        return result
+
+
+def tables_markdown(summary: dict[str, Any], results: Path) -> str:
+    """The study's tables in Markdown: headline numbers per arm, then EX/EM by hardness and by turn (from each
+    arm's ``metrics.json``), for ``docs/results.md``."""
+    arms = summary["arms"]
+    train, evaluation = summary["train"], summary["eval"]
+    lines = [
+        f"Study `{summary['study']}`: {summary['model']}, trained on {train['dialogues']} {train['dataset']} "
+        f"{train['split']} dialogues, evaluated on {evaluation['dialogues']} held-out {evaluation['dataset']} "
+        f"{evaluation['split']} dialogues ({arms[0]['questions']} questions; "
+        f"{evaluation['skipped_missing_database']} sampled dialogues left out, database missing), predicted history, "
+        "official metrics.",
+        "",
+        "| arm | EX | EM | interaction EX | interaction EM | format-valid | answered | tokens/question | train s "
+        "| eval s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    for arm in arms:
+        cells = [
+            arm["ex"],
+            arm["em"],
+            arm["interaction_ex"],
+            arm["interaction_em"],
+            arm["format_valid"],
+            arm["answered"],
+        ]
+        seconds = arm["seconds"]
+        numbers = f"{arm['tokens_per_question']:.0f} | {seconds['train']:.0f} | {seconds['evaluate']:.0f}"
+        lines.append(f"| {arm['arm']} | " + " | ".join(pct(v) for v in cells) + f" | {numbers} |")
+    officials = {
+        arm["arm"]: json.loads((results / arm["arm"] / "metrics.json").read_text(encoding="utf-8"))["official"]
+        for arm in arms
+    }
+    for title, key in (("hardness", "levels"), ("turn", "turns")):
+        first = next(iter(officials.values()))[key]
+        groups = [g for g in first if g not in ("all", "joint_all") and first[g]["count"]]
+        lines += ["", f"EX / EM by {title} (questions: "
+                  + ", ".join(f"{g} {first[g]['count']}" for g in groups) + ")", ""]  # fmt: skip
+        lines.append("| arm | " + " | ".join(groups) + " |")
+        lines.append("|---|" + "---|" * len(groups))
+        for arm, official in officials.items():
+            row = [f"{pct(official[key][g]['exec'])} / {pct(official[key][g]['exact'])}" for g in groups]
+            lines.append(f"| {arm} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_study(config: StudyConfig, log: Callable[[str], None] = print, progress: bool = False) -> list[ArmResult]:
+    """Run (or continue) the study of ``config``; see the module docstring."""
+    return Study(config, log=log, progress=progress).run()
+
+
+def _database(db_dir: Path, dialogue: Dialogue) -> Path:
+    from mtsql.data.schema import resolve_database_path
+
+    return resolve_database_path(db_dir, dialogue.db_id)
+
+
+def _link_final(folder: Path, model: str) -> str:
+    """Record where an arm's trained model is (``<arm>/final``, a symlink), so a later arm finds it by name."""
+    link = folder / "final"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(model).resolve(), target_is_directory=True)
+    return str(link)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    partial.replace(path)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
