@@ -311,8 +311,9 @@ def test_rollout_parsed_by_trl(db_dir: Path, rows: list[dict[str, Any]], tokeniz
     messages = [parse_response(tokenizer, tokenizer(text + "<|im_end|>")["input_ids"], prefix=prefix) for text in texts]
     assert messages[0]["reasoning_content"] == "count them" and messages[1]["content"] == PASS
     reward = TRLReward(db_dir)
+    # every component at its maximum, format included
     (total,) = reward(completions=[rollout(env, *messages)], environments=[env])
-    assert total == pytest.approx(3.1) and reward.last_rewards[0].memory_checks == 1  # every component at its maximum, format included
+    assert total == pytest.approx(3.1) and reward.last_rewards[0].memory_checks == 1
 
 
 def _tiny_model(tokenizer: Any) -> Any:
