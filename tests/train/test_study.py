@@ -98,6 +98,7 @@ def test_every_arm_on_the_tiny_model(checkpoint: Path, data_dir: Path, tmp_path:
         assert arm["questions"] == sum(1 for line in (folder / "gold.txt").read_text().splitlines() if line)
         assert (arm["format_valid"] is None) == (arm["arm"] == "one-shot-sft")
     assert (tmp_path / "runs" / "grpo" / "final" / "config.json").is_file()
+    assert (results / "grpo" / "metrics.jsonl").is_file() and list((results / "grpo" / "plots").glob("*.png"))
     tables = (results / "tables.md").read_text(encoding="utf-8")
     assert all(f"| {arm} |" in tables for arm in ARMS) and "EX / EM by hardness" in tables
     again = runner.invoke(app, ["study", "--config", str(path), "--data-dir", str(data_dir), "--no-progress"])

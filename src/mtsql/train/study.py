@@ -23,7 +23,9 @@ predictions from theirs. Layout::
     results_dir/<arm>/gold.txt   the evaluated dialogues' gold, official format (SQL<TAB>db_id, blank lines)
     results_dir/<arm>/pred.txt   the arm's predictions, official format, for the official script to re-score
     results_dir/<arm>/metrics.json   official metrics (by hardness and turn) and the protocol's own rates
+    results_dir/grpo/metrics.jsonl   the GRPO run's logged rewards per step, plotted beside it
     results_dir/summary.json     every finished arm's headline numbers, with wall times
+    results_dir/tables.md        the same, and EX/EM by hardness and by turn, as Markdown tables
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -362,7 +365,18 @@ class Study:
         run = RLConfig.from_dict(
             {**settings, "model": self._start_of("grpo"), "output_dir": str(folder / "run")}, base=Path("/")
         )
-        return _link_final(folder, str(train_rl(run)))
+        model = _link_final(folder, str(train_rl(run)))
+        self._keep_reward_curve(folder / "run" / "metrics.jsonl")
+        return model
+
+    def _keep_reward_curve(self, metrics: Path) -> None:
+        """The GRPO run's logged metrics (reward per component, lengths) and their plots, kept with the results."""
+        from mtsql.train.rl.metrics import plot_metrics
+
+        kept = self.results / "grpo"
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(metrics, kept / "metrics.jsonl")
+        plot_metrics(kept / "metrics.jsonl", kept / "plots")
 
     # --- evaluation -------------------------------------------------------------------------------------------
 
