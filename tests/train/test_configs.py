@@ -23,3 +23,27 @@ def test_sft_configs_parse(path: Path) -> None:
 def test_self_taught_configs_parse(path: Path) -> None:
     config = SelfTaughtConfig.from_yaml(path)
     assert config.rounds >= 1 and config.samples >= 1 and Path(config.output_dir).is_absolute()
+
+
+def _fields(config_class: type) -> set[str]:
+    import dataclasses
+
+    return {field.name for field in dataclasses.fields(config_class)}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_training_sections_name_real_trainer_fields(path: Path) -> None:
+    """Every key under a ``training:`` section is a field of TRL's config for that trainer (a renamed or removed
+    transformers argument, such as ``warmup_ratio`` in transformers 5, fails here rather than at the run's start)."""
+    trl = pytest.importorskip("trl")
+    import yaml
+
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    # (the mapping holding a training section, the trainer it configures): a run file's own, or a study's stages
+    stages = [(values, trl.GRPOConfig if path.name.startswith("rl-") else trl.SFTConfig)]
+    stages += [(values.get(name), trl.SFTConfig) for name in ("sft", "one_shot", "self_taught")]
+    stages += [(values.get("grpo"), trl.GRPOConfig)]
+    for stage, config_class in stages:
+        if isinstance(stage, dict) and isinstance(stage.get("training"), dict):
+            unknown = set(stage["training"]) - _fields(config_class)
+            assert not unknown, f"{path.name}: {sorted(unknown)} are not {config_class.__name__} fields"
