@@ -77,6 +77,9 @@ def test_every_arm_on_the_tiny_model(checkpoint: Path, data_dir: Path, tmp_path:
     runner = CliRunner()
     result = runner.invoke(app, ["study", "--config", str(path), "--data-dir", str(data_dir), "--no-progress"])
     assert result.exit_code == 0, result.output
+    # the random-init model solves nothing: its self-taught round keeps nothing, and the unchanged model is not
+    # evaluated a second time
+    assert "self-taught: the same model as the protocol-sft arm; its evaluation is reused" in result.output
     results = tmp_path / "results"
     summary = json.loads((results / "summary.json").read_text(encoding="utf-8"))
     assert [arm["arm"] for arm in summary["arms"]] == list(ARMS)
@@ -97,6 +100,11 @@ def test_every_arm_on_the_tiny_model(checkpoint: Path, data_dir: Path, tmp_path:
         assert official["question_match"]["exact"] == pytest.approx(arm["em"])
         assert arm["questions"] == sum(1 for line in (folder / "gold.txt").read_text().splitlines() if line)
         assert (arm["format_valid"] is None) == (arm["arm"] == "one-shot-sft")
+    protocol, taught = (
+        next(a for a in summary["arms"] if a["arm"] == name) for name in ("protocol-sft", "self-taught")
+    )
+    assert (taught["ex"], taught["format_valid"]) == (protocol["ex"], protocol["format_valid"])
+    assert (results / "self-taught" / "pred.txt").read_text() == (results / "protocol-sft" / "pred.txt").read_text()
     assert (tmp_path / "runs" / "grpo" / "final" / "config.json").is_file()
     assert (results / "grpo" / "metrics.jsonl").is_file() and list((results / "grpo" / "plots").glob("*.png"))
     tables = (results / "tables.md").read_text(encoding="utf-8")

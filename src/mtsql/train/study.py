@@ -254,8 +254,14 @@ class Study:
             model = self._grpo(folder)
         seconds["train"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
+        same = self._evaluated_as(arm, model)
         if arm == "one-shot-sft":
             predictions, protocol = self._one_shot_predictions(model, folder / "predictions.jsonl")
+        elif same is not None:  # e.g. a self-taught round that kept nothing: greedy evaluation would repeat itself
+            self.log(f"  {arm}: the same model as the {same} arm; its evaluation is reused")
+            predictions, protocol = self._protocol_predictions(
+                self._trained(same), self.out / same / "eval-rollouts.jsonl"
+            )
         else:
             predictions, protocol = self._protocol_predictions(model, folder / "eval-rollouts.jsonl")
         seconds["evaluate"] = round(time.perf_counter() - start, 1)
@@ -310,11 +316,26 @@ class Study:
         records = gold_records(engine, self.train_source.dialogues, stats)
         return [sft_example(record) for record in records if record["finish"] == "done"]
 
+    def _trained(self, arm: str) -> str:
+        """Where a protocol arm's model is (``final``: a link to the model the arm's run ended with)."""
+        return str(self.out / arm / ("model" if arm == "protocol-sft" else "final"))
+
     def _start_of(self, arm: str) -> str:
         for start in _STARTS[arm]:
             if start in self.config.arms:
-                return str(self.out / start / "model") if start == "protocol-sft" else str(self.out / start / "final")
+                return self._trained(start)
         raise StudyError(f"the {arm} arm has no starting arm")
+
+    def _evaluated_as(self, arm: str, model: str) -> str | None:
+        """The earlier protocol arm already evaluated with the same model, if any."""
+        for earlier in ("protocol-sft", "self-taught"):
+            if earlier == arm:
+                return None
+            path = Path(self._trained(earlier))
+            done = (self.out / earlier / "eval-rollouts.jsonl").is_file()
+            if done and path.exists() and path.resolve() == Path(model).resolve():
+                return earlier
+        return None
 
     def _self_taught(self, folder: Path) -> str:
         from mtsql.train.selftaught import SelfTaughtConfig, run_self_taught
