@@ -111,7 +111,7 @@ def demo_command(
         progress=console.is_terminal,
         evaluation=evaluation if held_out else None,
     )
-    table = Table(title=f"{Path(result.model).name}: before and after SFT on gold trajectories (greedy)")
+    table = Table(title=f"{model or Path(result.model).name}: before and after SFT on gold trajectories (greedy)")
     table.add_column("")
     table.add_column("before", justify="right")
     table.add_column("after", justify="right")

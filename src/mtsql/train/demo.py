@@ -23,6 +23,9 @@ from typing import Any
 
 from mtsql.data.dialogue import Dialogue
 
+#: llama.cpp contexts for the demo's rollouts (more add no speed on 2 cores: benchmarks/bench_cpu_backends.py).
+LLAMACPP_SLOTS = 2
+
 
 @dataclass(slots=True)
 class DemoConfig:
@@ -117,8 +120,10 @@ def run_demo(
     lap("model")
 
     rewards = RewardConfig()
+    # llama.cpp: one context (KV cache) per episode in flight, so no more episodes at once than contexts
+    concurrency = min(config.concurrency, LLAMACPP_SLOTS) if config.backend == "llamacpp" else config.concurrency
     rollout_config = RolloutConfig(
-        temperature=0.0, max_tokens=config.max_tokens, max_steps=config.max_steps, concurrency=config.concurrency
+        temperature=0.0, max_tokens=config.max_tokens, max_steps=config.max_steps, concurrency=concurrency
     )
     gold_engine = RolloutEngine(TokenizerOnly(model), db_dir, rollout_config, tables=tables, rewards=rewards)
     stats = GoldStats()
@@ -135,7 +140,9 @@ def run_demo(
         path = out / f"{name}.jsonl"
         path.unlink(missing_ok=True)  # a demo measures afresh
         if config.backend == "llamacpp":  # both checkpoints exported alike (8-bit) to the original GGUF's layout
-            backend = load_backend("llamacpp", checkpoint, gguf_like=config.model, seed=config.seed, slots=1)
+            backend = load_backend(
+                "llamacpp", checkpoint, gguf_like=config.model, seed=config.seed, slots=LLAMACPP_SLOTS
+            )
         else:
             backend = load_backend("transformers", checkpoint, device="auto", seed=config.seed)
         engine = RolloutEngine(backend, db_dir, rollout_config, tables=tables, rewards=rewards)
