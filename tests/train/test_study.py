@@ -28,7 +28,8 @@ def write_config(path: Path, **values: Any) -> Path:
 
 
 def test_the_shipped_study_config_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("MTSQL_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    monkeypatch.setenv("MTSQL_DATA_DIR", tmp_path.name)  # relative to the working directory, not to the file
     config = StudyConfig.from_yaml(REPO / "configs" / "study-smollm2.yaml")
     assert config.arms == list(ARMS) and config.model == "smollm2-135m-instruct"
     assert config.train.dataset == "cosql" and config.eval.dataset == "sparc"  # held-out dialogues

@@ -149,8 +149,10 @@ class StudyConfig:
         values["model"] = resolve_config_path(str(values["model"]), base)
         for key in ("output_dir", "results_dir"):
             values[key] = str((base / str(values[key])).resolve())
-        data_dir = values.get("data_dir") or os.environ.get("MTSQL_DATA_DIR")
-        values["data_dir"] = str((base / str(data_dir)).resolve()) if data_dir else None
+        if values.get("data_dir"):  # the file's own is relative to the file, $MTSQL_DATA_DIR to the working directory
+            values["data_dir"] = str((base / str(values["data_dir"])).resolve())
+        elif os.environ.get("MTSQL_DATA_DIR"):
+            values["data_dir"] = str(Path(os.environ["MTSQL_DATA_DIR"]).resolve())
         try:
             values["train"] = SplitSettings(**values["train"])
             values["eval"] = SplitSettings(**values["eval"])
