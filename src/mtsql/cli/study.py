@@ -58,8 +58,8 @@ def study_command(
         raise typer.Exit(2) from None
     try:
         results = run_study(study, log=lambda text: console.print(text), progress=progress and sys.stderr.isatty())
-    except StudyError as err:
-        typer.echo(f"mtsql study: {err}", err=True)
+    except (StudyError, ValueError, TypeError, OSError) as err:  # a refused setting, a model not found, failed episodes
+        typer.echo(f"mtsql study: {type(err).__name__}: {err} (finished work is kept; a rerun continues)", err=True)
         raise typer.Exit(1) from None
     table = Table(
         title=f"study {study.name}: {study.model}, eval {study.eval.dataset} {study.eval.split} (predicted history)"
