@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +22,7 @@ from mtsql.cli.common import (
     output_file,
     quiet_hub,
 )
+from mtsql.train.files import write_jsonl
 
 sft_app = typer.Typer(
     name="sft", help="Stage 1: gold and self-taught trajectories, SFT with TRL.", no_args_is_help=True
@@ -84,7 +84,7 @@ def build_data_command(
     dialogues, db_dir, tables = load_dialogue_set(dataset, split, data_dir, example, limit)
     if kind is KindChoice.one_shot:
         rows = one_shot_examples(dialogues, str(db_dir))
-        _write_jsonl(out, rows)
+        write_jsonl(out, rows)
         typer.echo(f"{len(rows):,} one-shot rows (question → SQL) written to {out}")
         return
     templates = checked_templates("sft build-data", templates)
@@ -109,9 +109,9 @@ def build_data_command(
         row = sft_example(record)
         tokens += len(row["input_ids"])
         kept.append(row)
-    _write_jsonl(out, kept)
+    write_jsonl(out, kept)
     if records is not None:
-        _write_jsonl(records, gold)
+        write_jsonl(records, gold)
     typer.echo(
         f"{len(kept):,} gold trajectories written to {out} ({tokens:,} tokens, "
         f"{sum(sum(row['assistant_masks']) for row in kept):,} trained on); skipped: "
@@ -197,13 +197,3 @@ def export_command(
     typer.echo(f"{counts.rows:,} rows written to {out} ({export_format.value}); {len(counts.skipped)} skipped")
     for reason in counts.skipped[:10]:
         typer.echo(f"  skipped {reason}", err=True)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Write all rows to a temporary file, then move it into place: a crash never leaves half a data file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as file:
-        for row in rows:
-            file.write(json.dumps(row, ensure_ascii=False) + "\n")
-    partial.replace(path)

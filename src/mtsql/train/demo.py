@@ -86,8 +86,7 @@ def run_demo(
     from mtsql.rewards import RewardConfig
     from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes
     from mtsql.rollout.metrics import episode_metrics
-    from mtsql.train.data import sft_example
-    from mtsql.train.gold import GoldStats, gold_records
+    from mtsql.train.gold import GoldStats, gold_rows
     from mtsql.train.sft import SFTRunConfig, train_sft
 
     out = Path(config.out_dir)
@@ -127,7 +126,7 @@ def run_demo(
     )
     gold_engine = RolloutEngine(TokenizerOnly(model), db_dir, rollout_config, tables=tables, rewards=rewards)
     stats = GoldStats()
-    rows = [sft_example(record) for record in gold_records(gold_engine, dialogues, stats) if record["finish"] == "done"]
+    rows = gold_rows(gold_engine, dialogues, stats)
     gold_file = out / "gold-sft.jsonl"
     gold_file.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     log(

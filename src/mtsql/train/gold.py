@@ -51,3 +51,12 @@ def gold_records(
                 continue
             stats.written += 1
             yield record
+
+
+def gold_rows(
+    engine: RolloutEngine, dialogues: Iterable[Dialogue], stats: GoldStats | None = None
+) -> list[dict[str, Any]]:
+    """The SFT rows (loss on every question) of the gold trajectories that fit the engine's token budget."""
+    from mtsql.train.data import sft_example
+
+    return [sft_example(record) for record in gold_records(engine, dialogues, stats) if record["finish"] == "done"]

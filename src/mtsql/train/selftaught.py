@@ -54,6 +54,7 @@ from mtsql.data.schema import resolve_database_path
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates, templates_relative_to
 from mtsql.train.data import sft_example
+from mtsql.train.files import write_atomically, write_jsonl
 from mtsql.train.sft import LoraSettings, resolve_config_path
 
 if TYPE_CHECKING:
@@ -466,7 +467,7 @@ class SelfTaught:
             self.train(index)
             self._report_round(self.state["rounds"][index])
         result = self.result(stopped)
-        _write_atomically(self.out / "summary.json", json.dumps(result.to_dict(), indent=2) + "\n")
+        write_atomically(self.out / "summary.json", json.dumps(result.to_dict(), indent=2) + "\n")
         self.console.print(rounds_table(result.rounds))
         self.console.print(
             f"solved {result.solved:,} of {result.questions:,} questions, {result.left:,} left; "
@@ -555,10 +556,10 @@ class SelfTaught:
         )
         for row in selection.rows:
             row["round"] = index
-        _write_jsonl(folder / "selected.jsonl", selection.rows)
+        write_jsonl(folder / "selected.jsonl", selection.rows)
         gold = self._gold_rows(index) if index == 0 and self.config.gold_round0 else []
         if gold:
-            _write_jsonl(folder / "gold.jsonl", gold)
+            write_jsonl(folder / "gold.jsonl", gold)
         entry["solved"] = [list(key) for key in selection.solved]
         entry["stats"] = {"round": index, "model": entry["model"], **selection.stats(), "gold_rows": len(gold)}
         self._finish(entry, "selection")
@@ -604,7 +605,7 @@ class SelfTaught:
         settings = _comparable(self.config)
         if not path.is_file():
             state = {"version": 1, "settings": settings, "rounds": []}
-            _write_atomically(path, json.dumps(state, indent=1) + "\n")
+            write_atomically(path, json.dumps(state, indent=1) + "\n")
             return state
         state = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(
@@ -618,7 +619,7 @@ class SelfTaught:
         return state
 
     def _save(self) -> None:
-        _write_atomically(self.out / "state.json", json.dumps(self.state, indent=1) + "\n")
+        write_atomically(self.out / "state.json", json.dumps(self.state, indent=1) + "\n")
 
     def _start_round(self, index: int) -> dict[str, Any]:
         rounds = self.state["rounds"]
@@ -643,7 +644,7 @@ class SelfTaught:
 
     def _write_rounds(self) -> None:
         finished = [entry["stats"] for entry in self.state["rounds"] if "sft" in entry["done"]]
-        _write_atomically(self.out / "rounds.jsonl", "".join(json.dumps(stats) + "\n" for stats in finished))
+        write_atomically(self.out / "rounds.jsonl", "".join(json.dumps(stats) + "\n" for stats in finished))
 
     # --- helpers --------------------------------------------------------------------------------------------
 
@@ -738,22 +739,6 @@ def _comparable(config: SelfTaughtConfig) -> dict[str, Any]:
     """The settings a resumed run must share, as JSON reads them back."""
     values = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES}
     return json.loads(json.dumps(values))
-
-
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write the rows beside ``path`` and rename (see :func:`_write_atomically`)."""
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as file:
-        for row in rows:
-            file.write(json.dumps(row, ensure_ascii=False) + "\n")
-    partial.replace(path)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write beside ``path`` and rename: a crash leaves the old file or the new one, never half of one."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
 
 
 def _release_memory() -> None:

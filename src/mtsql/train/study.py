@@ -44,7 +44,9 @@ from typing import Any, Final
 import yaml
 
 from mtsql.data.dialogue import DATASETS, Dialogue
+from mtsql.data.schema import resolve_database_path
 from mtsql.data.sources import DialogueSource
+from mtsql.train.files import write_json, write_jsonl
 
 ARMS: Final = ("zero-shot", "one-shot-sft", "protocol-sft", "self-taught", "grpo")
 #: The arms a protocol arm may start from, nearest first.
@@ -201,7 +203,7 @@ class Study:
             raise StudyError("data_dir is required (in the config, --data-dir or $MTSQL_DATA_DIR)")
         self.train_source = config.train.source(config.data_dir)
         self.eval_source = source = config.eval.source(config.data_dir)
-        self.eval_dialogues = [d for d in source.dialogues if _database(source.db_dir, d).is_file()]
+        self.eval_dialogues = [d for d in source.dialogues if resolve_database_path(source.db_dir, d.db_id).is_file()]
         self.skipped_eval = len(source.dialogues) - len(self.eval_dialogues)
 
     def run(self) -> list[ArmResult]:
@@ -222,7 +224,7 @@ class Study:
                 result = self.run_arm(arm)
             results.append(result)
             summary = self.summary(results)
-            _write_json(self.results / "summary.json", summary)
+            write_json(self.results / "summary.json", summary)
             (self.results / "tables.md").write_text(tables_markdown(summary, self.results), encoding="utf-8")
         return results
 
@@ -284,7 +286,7 @@ class Study:
         rows_file = folder / "train-rows.jsonl"
         if not rows_file.is_file():
             rows = self._one_shot_rows() if kind == "one-shot" else self._gold_rows()
-            _write_jsonl(rows_file, rows)
+            write_jsonl(rows_file, rows)
             self.log(f"  {len(rows)} {kind} training rows from {len(self.train_source.dialogues)} dialogues")
         settings = self.config.one_shot if kind == "one-shot" else self.config.sft
         run = SFTRunConfig(
@@ -304,8 +306,7 @@ class Study:
     def _gold_rows(self) -> list[dict[str, Any]]:
         from mtsql.backends import TokenizerOnly
         from mtsql.rollout import RolloutConfig, RolloutEngine
-        from mtsql.train.data import sft_example
-        from mtsql.train.gold import GoldStats, gold_records
+        from mtsql.train.gold import gold_rows
 
         evaluation = self.config.evaluation
         engine = RolloutEngine(
@@ -314,9 +315,7 @@ class Study:
             RolloutConfig(temperature=0.0, max_steps=evaluation.max_steps, enable_thinking=evaluation.thinking),
             tables=self.train_source.tables,
         )
-        stats = GoldStats()
-        records = gold_records(engine, self.train_source.dialogues, stats)
-        return [sft_example(record) for record in records if record["finish"] == "done"]
+        return gold_rows(engine, self.train_source.dialogues)
 
     def _trained(self, arm: str) -> str:
         """Where a protocol arm's model is (``final``: a link to the model the arm's run ended with)."""
@@ -339,6 +338,17 @@ class Study:
                 return earlier
         return None
 
+    def _train_data(self) -> dict[str, Any]:
+        """The training dialogues in the terms of the self-taught and RL configs (which a section may override)."""
+        train = self.config.train
+        return {
+            "dataset": train.dataset,
+            "split": train.split,
+            "data_dir": self.config.data_dir,
+            "sample": train.sample,
+            "sample_seed": train.seed,
+        }
+
     def _self_taught(self, folder: Path) -> str:
         from mtsql.train.selftaught import SelfTaughtConfig, run_self_taught
 
@@ -354,15 +364,8 @@ class Study:
             "thinking": config.evaluation.thinking,
             **config.self_taught,
         }
-        pool = {
-            "dataset": config.train.dataset,
-            "split": config.train.split,
-            "data_dir": config.data_dir,
-            "sample": config.train.sample,
-            "sample_seed": config.train.seed,
-        }
         run = SelfTaughtConfig(
-            model=self._start_of("self-taught"), output_dir=str(folder / "run"), **{**pool, **settings}
+            model=self._start_of("self-taught"), output_dir=str(folder / "run"), **{**self._train_data(), **settings}
         )
         result = run_self_taught(run, progress=self.progress)
         return _link_final(folder, result.final_model)
@@ -372,14 +375,7 @@ class Study:
         from mtsql.train.rl.trainer import train_rl
 
         config = self.config
-        data = {
-            "dataset": config.train.dataset,
-            "split": config.train.split,
-            "data_dir": config.data_dir,
-            "sample": config.train.sample,
-            "sample_seed": config.train.seed,
-        }
-        settings = {**config.grpo, "data": data | dict(config.grpo.get("data") or {})}
+        settings = {**config.grpo, "data": self._train_data() | dict(config.grpo.get("data") or {})}
         settings["sampling"] = {
             "max_steps": config.evaluation.max_steps,
             "thinking": config.evaluation.thinking,
@@ -479,7 +475,7 @@ class Study:
             async def dialogue_sql(dialogue: Dialogue) -> dict[str, Any]:
                 if dialogue.db_id not in schemas:
                     schemas[dialogue.db_id] = DatabaseSchema.from_sqlite(
-                        _database(self.eval_source.db_dir, dialogue)
+                        resolve_database_path(self.eval_source.db_dir, dialogue.db_id)
                     ).render()
                 history: list[tuple[str, str]] = []
                 tokens = 0
@@ -539,7 +535,7 @@ class Study:
             tokens_per_question=round(protocol["model_tokens"] / questions, 1) if questions else 0.0,
             seconds=seconds,
         )
-        _write_json(folder / "metrics.json", {"result": result.to_dict(), "protocol": protocol, "official": official})
+        write_json(folder / "metrics.json", {"result": result.to_dict(), "protocol": protocol, "official": official})
         return result
 
 
@@ -597,12 +593,6 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print, progress:
     return Study(config, log=log, progress=progress).run()
 
 
-def _database(db_dir: Path, dialogue: Dialogue) -> Path:
-    from mtsql.data.schema import resolve_database_path
-
-    return resolve_database_path(db_dir, dialogue.db_id)
-
-
 def _link_final(folder: Path, model: str) -> str:
     """Record where an arm's trained model is (``<arm>/final``, a symlink), so a later arm finds it by name."""
     link = folder / "final"
@@ -610,15 +600,3 @@ def _link_final(folder: Path, model: str) -> str:
         link.unlink()
     link.symlink_to(Path(model).resolve(), target_is_directory=True)
     return str(link)
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    partial.replace(path)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)

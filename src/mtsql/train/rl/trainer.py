@@ -24,6 +24,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from trl import GRPOTrainer
 
 from mtsql.models.packaged import resolve_model
+from mtsql.train.files import write_json
 from mtsql.train.rl.config import RLConfig
 from mtsql.train.rl.curriculum import Curriculum, CurriculumSampler
 from mtsql.train.rl.episodes import episode_rows
@@ -117,7 +118,7 @@ class CurriculumCallback(TrainerCallback):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():
-                _write_json(folder / CURRICULUM_FILE, self.curriculum.state_dict())
+                write_json(folder / CURRICULUM_FILE, self.curriculum.state_dict())
 
     def _report(self, state: TrainerState) -> None:
         if state.is_world_process_zero:
@@ -193,7 +194,7 @@ def train_rl(config: RLConfig) -> Path:
         curriculum.load_state_dict(json.loads((Path(last) / CURRICULUM_FILE).read_text(encoding="utf-8")))
     if trainer.accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        _write_json(output / "rl_config.json", config.to_dict())
+        write_json(output / "rl_config.json", config.to_dict())
     trainer.train(resume_from_checkpoint=last)
     if config.lora is None:
         trainer.save_model(str(output))  # gathers sharded (ZeRO-3, FSDP) weights
@@ -211,13 +212,6 @@ def train_rl(config: RLConfig) -> Path:
             "curriculum": None if curriculum is None else curriculum.history,
         }
         if curriculum is not None:
-            _write_json(output / CURRICULUM_FILE, curriculum.state_dict())
-        _write_json(output / "summary.json", summary)
+            write_json(output / CURRICULUM_FILE, curriculum.state_dict())
+        write_json(output / "summary.json", summary)
     return output
-
-
-def _write_json(path: Path, value: Any) -> None:
-    """Write beside ``path`` and rename: a crash leaves the old file or the new one, never half of one."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    partial.replace(path)
