@@ -3,7 +3,10 @@
 Run from the repository root (data from ``MTSQL_DATA_DIR``, default ``../shared/data``)::
 
     .venv/bin/python benchmarks/bench_env.py [--data-dir ../shared/data] [--dataset sparc] [--passes 3]
-        [--workers 2] [--history-mode predicted] [--profile 15] [--limit N]
+        [--workers 2] [--history-mode predicted] [--profile 15] [--limit N] [--in-process]
+
+SQL runs as the environment runs it by default, in a worker process killed at the time limit
+(``DialogueEnv(isolate=True)``); ``--in-process`` measures ``isolate=False``, the difference is the worker's cost.
 
 Every dialogue whose database exists (the others are skipped and counted) is run through
 :class:`mtsql.env.DialogueEnv` by :class:`mtsql.env.GoldPolicy`: ``exec_sql`` the gold SQL, ``exec_verify``,
@@ -183,9 +186,9 @@ def protocol_floor(env: DialogueEnv, dialogues: list[Dialogue], repeats: int = 5
     return best, sum(1 for call in calls if '"exec_sql"' in call)
 
 
-def _worker(args: tuple[str, str, list[Dialogue], int, object]) -> list[PassResult]:
-    db_dir, mode, dialogues, passes, barrier = args
-    env = DialogueEnv(db_dir, history_mode=mode)  # type: ignore[arg-type]
+def _worker(args: tuple[str, str, bool, list[Dialogue], int, object]) -> list[PassResult]:
+    db_dir, mode, isolate, dialogues, passes, barrier = args
+    env = DialogueEnv(db_dir, history_mode=mode, isolate=isolate)  # type: ignore[arg-type]
     replay(env, dialogues)  # warm-up: caches and connections, before the barrier
     barrier.wait()  # type: ignore[attr-defined]
     return [replay(env, dialogues) for _ in range(passes)]
@@ -226,6 +229,9 @@ def main() -> None:
     parser.add_argument("--history-mode", default="predicted", choices=("predicted", "oracle"))
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the top N functions")
     parser.add_argument("--limit", type=int, default=None, help="only the first N dialogues (a smoke run)")
+    parser.add_argument(
+        "--in-process", action="store_true", help="run SQL in-process (isolate=False) instead of in the worker"
+    )
     args = parser.parse_args()
 
     db_dir = args.data_dir / "database"
@@ -235,10 +241,11 @@ def main() -> None:
     print(
         f"{args.dataset} {args.split}: {len(dialogues)} dialogues, {len(dialogues) - len(runnable)} skipped "
         f"(database missing); replaying {len(runnable)} dialogues, {turns} questions; "
-        f"history mode {args.history_mode}; {os.cpu_count()} CPUs"
+        f"history mode {args.history_mode}; SQL {'in-process' if args.in_process else 'in a worker process'}; "
+        f"{os.cpu_count()} CPUs"
     )
 
-    env = DialogueEnv(db_dir, history_mode=args.history_mode)
+    env = DialogueEnv(db_dir, history_mode=args.history_mode, isolate=not args.in_process)
     results = [replay(env, runnable) for _ in range(max(args.passes, 2))]
     print(describe("single process, pass 1 (cold)", results[0]))
     best = min(results[1:], key=lambda r: r.wall_s)
@@ -258,7 +265,7 @@ def main() -> None:
         barrier = context.Manager().Barrier(args.workers)
         with context.Pool(args.workers) as pool:
             per_worker = pool.map(
-                _worker, [(str(db_dir), args.history_mode, shard, args.passes, barrier) for shard in shards]
+                _worker, [(str(db_dir), args.history_mode, not args.in_process, shard, args.passes, barrier) for shard in shards]
             )
         for index in range(args.passes):
             batch = [worker[index] for worker in per_worker]

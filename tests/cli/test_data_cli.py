@@ -77,14 +77,13 @@ def fake_sql(monkeypatch: pytest.MonkeyPatch) -> None:
     class Schema:
         from_sqlite = from_tables_json = classmethod(lambda cls, _: cls())
 
-    def execute(path: Path, sql: str, timeout: float, max_rows: int) -> Result:
+    def run_gold_once(path: Path, sql: str, *, timeout: float) -> Result:
         return Result(False, "no such table: nothing") if "nothing" in sql else Result(True, None)
 
     for name, attrs in {
         "mtsql.sql.parse": {"Schema": Schema, "parse_sql": lambda sql, schema: {"sql": sql}},
-        "mtsql.eval.hardness": {"hardness": lambda sql: "medium"},
-        "mtsql.sql.executor": {"execute": execute},
-        "mtsql.eval.exec_match": {"postprocess": lambda sql: sql},
+        "mtsql.sql.hardness": {"hardness": lambda sql: "medium"},
+        "mtsql.sql.preprocess": {"run_gold_once": run_gold_once},
     }.items():
         module = types.ModuleType(name)
         module.__dict__.update(attrs)
@@ -161,7 +160,7 @@ def test_real_export_parquet_dialogues(data_dir: Path, tmp_path: Path) -> None:
 
 def test_real_stats_sparc_dev(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("mtsql.sql.parse", reason="the SQL parser is not there yet")
-    pytest.importorskip("mtsql.eval.hardness", reason="the hardness rules are not there yet")
+    pytest.importorskip("mtsql.sql.hardness", reason="the hardness rules are not there yet")
     out = tmp_path / "sparc.json"
     code, output = invoke("stats", "-d", "sparc", "--data-dir", data_dir, "--json", out)
     assert code == 0, output

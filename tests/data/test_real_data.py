@@ -21,7 +21,8 @@ from mtsql.data import (
     write_prediction_file,
 )
 from mtsql.data.loaders import read_prediction_file
-from mtsql.data.stats import DEPTHS, HARDNESS_LEVELS, SchemaCache, compute_stats, gold_hardness, turn_depth
+from mtsql.data.stats import DEPTHS, SchemaCache, compute_stats, gold_hardness, turn_depth
+from mtsql.sql.hardness import HARDNESS_LEVELS
 
 OFFICIAL_VERDICTS = Path(__file__).resolve().parent.parent / "fixtures" / "official"
 
@@ -160,7 +161,7 @@ def test_stats_on_dev(
     data_dir: Path, dataset: str, hardness: list[int], broken: list[tuple[str, str, int]], empty: int
 ) -> None:
     pytest.importorskip("mtsql.sql.parse", reason="the SQL parser is not there yet")
-    pytest.importorskip("mtsql.eval.hardness", reason="the hardness rules are not there yet")
+    pytest.importorskip("mtsql.sql.hardness", reason="the hardness rules are not there yet")
     dialogues = load_dialogues(dataset, "dev", data_dir)  # type: ignore[arg-type]
     stats = compute_stats(
         dialogues,
@@ -182,7 +183,7 @@ def test_stats_on_dev(
 def test_hardness_agrees_with_recorded_official_verdicts(data_dir: Path, dataset: str) -> None:
     """Every turn the official evaluator scored (databases present) has the hardness it recorded."""
     pytest.importorskip("mtsql.sql.parse", reason="the SQL parser is not there yet")
-    pytest.importorskip("mtsql.eval.hardness", reason="the hardness rules are not there yet")
+    pytest.importorskip("mtsql.sql.hardness", reason="the hardness rules are not there yet")
     recorded = OFFICIAL_VERDICTS / f"{dataset}_dev_seed0.jsonl"
     rows = [json.loads(line) for line in recorded.read_text(encoding="utf-8").splitlines()[1:]]
     dialogues = load_dialogues(dataset, "dev", data_dir)  # type: ignore[arg-type]

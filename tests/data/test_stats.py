@@ -62,14 +62,18 @@ def fake_execute(db_path: Path, sql: str, timeout: float, max_rows: int) -> Fake
     return FakeResult(False, "no such table: nope") if "nope" in sql else FakeResult(True, None)
 
 
+def fake_run_gold_once(db_file: Path, gold: str, *, timeout: float) -> FakeResult:
+    """The real one post-processes as the official evaluator does (tested in tests/eval), then executes."""
+    return fake_execute(db_file, gold.replace("! =", "!="), timeout, 1)
+
+
 @pytest.fixture
 def fake_sql(monkeypatch: pytest.MonkeyPatch) -> type[FakeSchema]:
     FakeSchema.built = []
     for name, attrs in {
         "mtsql.sql.parse": {"Schema": FakeSchema, "parse_sql": fake_parse_sql},
-        "mtsql.eval.hardness": {"hardness": fake_hardness},
-        "mtsql.sql.executor": {"execute": fake_execute},
-        "mtsql.eval.exec_match": {"postprocess": lambda sql: sql.replace("! =", "!=")},
+        "mtsql.sql.hardness": {"hardness": fake_hardness},
+        "mtsql.sql.preprocess": {"run_gold_once": fake_run_gold_once},
     }.items():
         module = types.ModuleType(name)
         module.__dict__.update(attrs)
@@ -133,7 +137,7 @@ def test_schema_comes_from_sqlite_else_tables_json_and_is_built_once(fake_sql, d
 
 
 def test_without_gold_check_nothing_executes(fake_sql, db_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys.modules["mtsql.sql.executor"], "execute", None)
+    monkeypatch.setattr(sys.modules["mtsql.sql.preprocess"], "run_gold_once", None)
     stats = compute_stats(DIALOGUES, dataset="sparc", split="dev", db_dir=db_dir, tables=TABLES, check_gold=False)
     assert stats.exec_failures == () and not stats.checked_execution
 

@@ -8,7 +8,7 @@ import pytest
 
 from mtsql.data import Dialogue, load_dialogues, resolve_database_path
 from mtsql.env import DialogueEnv, GoldPolicy
-from mtsql.eval.exec_match import postprocess
+from mtsql.sql.preprocess import postprocess
 
 
 def runnable(data_dir: Path, dataset: str) -> list[Dialogue]:

@@ -24,11 +24,10 @@ from mtsql.eval.exec_match import (
     database_paths,
     exec_match,
     order_matters,
-    postprocess,
     remove_distinct,
-    replace_cur_year,
     result_eq,
 )
+from mtsql.sql.preprocess import postprocess, replace_cur_year
 
 ITEMS = [
     (1, "apple", 1.5, 3, "fruit"),
@@ -432,14 +431,14 @@ def test_missing_main_file_with_other_databases(tmp_path: Path) -> None:
 def test_gold_results_are_cached(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clear_gold_cache()
     calls: list[str] = []
-    real = em.execute
+    real = em.execute_isolated
 
     def counting(db, sql, **kw):
         if kw["max_rows"] is None:  # gold executions fetch every row
             calls.append(sql)
         return real(db, sql, **kw)
 
-    monkeypatch.setattr(em, "execute", counting)
+    monkeypatch.setattr(em, "execute_isolated", counting)
     gold = "SELECT name FROM items WHERE qty = 3"
     for pred in ("SELECT name FROM items WHERE qty = 3", "SELECT name FROM items", "SELECT 1"):
         run(shop, pred, gold)

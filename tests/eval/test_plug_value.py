@@ -199,5 +199,5 @@ def test_cli_flag_and_json_settings(tmp_path: Path, flag: str) -> None:
     result = CliRunner().invoke(app, [*args, flag, "--json", str(summary)])
     assert result.exit_code == 0, result.output
     data = json.loads(summary.read_text())
-    assert data["settings"] == {"keep_distinct": False, "plug_value": True, "timeout": 60.0}
+    assert data["settings"] == {"keep_distinct": False, "plug_value": True, "timeout": 60.0, "isolate": True}
     assert data["question_match"]["exec"] > 75 / 107  # the example's execution accuracy without plug_value

@@ -2,7 +2,7 @@
 
 Hardness is the official evaluator's: the gold query parsed against the database's schema (read from the
 SQLite file, as the official script does, or from ``tables.json`` when the file is missing) and classified by
-:func:`mtsql.eval.hardness.hardness`. A turn cannot be evaluated when its database is missing, or its gold
+:func:`mtsql.sql.hardness.hardness`. A turn cannot be evaluated when its database is missing, or its gold
 query does not parse or fails to execute; such turns are listed, never fatal. The parser, the hardness rules
 and the executor are imported where they are used, so ``import mtsql.data`` stays light.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 from mtsql.data.dialogue import Dialogue
 from mtsql.data.schema import resolve_database_path
+from mtsql.sql.hardness import HARDNESS_LEVELS
 
-HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
 #: The official evaluator's turn-depth buckets.
 DEPTHS = ("turn 1", "turn 2", "turn 3", "turn 4", "turn > 4")
 #: The bucket of turns whose gold query has no hardness because it does not parse.
@@ -226,7 +226,7 @@ def _parse(query: str, schema: Any, no_schema: str | None) -> tuple[str | None, 
     """``(hardness, None)`` or ``(None, error)`` for one gold query."""
     if schema is None:
         return None, no_schema
-    from mtsql.eval.hardness import hardness
+    from mtsql.sql.hardness import hardness
     from mtsql.sql.parse import parse_sql
 
     try:
@@ -239,14 +239,13 @@ def _executor(db_dir: Path | str, timeout: float) -> Callable[[str, str], tuple[
     """A function running a gold query on its database: ``(error, False)``, or ``(None, whether it returned no
     rows)`` when it runs.
 
-    The query is first post-processed as the official execution evaluator does: the datasets' tokenized gold
-    queries split ``!=``, ``>=`` and ``<=`` (``! =``), which SQLite rejects as they are.
+    The query is run as the execution match runs it (:func:`mtsql.sql.preprocess.run_gold_once`): the
+    datasets' tokenized gold queries split ``!=``, ``>=`` and ``<=`` (``! =``), which SQLite rejects as they are.
     """
-    from mtsql.eval.exec_match import postprocess
-    from mtsql.sql.executor import execute
+    from mtsql.sql.preprocess import run_gold_once
 
     def run(db_id: str, query: str) -> tuple[str | None, bool]:
-        result = execute(resolve_database_path(db_dir, db_id), postprocess(query), timeout=timeout, max_rows=1)
+        result = run_gold_once(resolve_database_path(db_dir, db_id), query, timeout=timeout)
         return (None, not result.rows) if result.ok else (str(result.error), False)
 
     return run

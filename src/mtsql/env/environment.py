@@ -51,7 +51,8 @@ from mtsql.env.protocol import (
 )
 from mtsql.env.templates import DEFAULT_TEMPLATES, TemplateSet, load_templates
 from mtsql.env.tools import EXEC_SQL, MEMORY_RETRIEVE, tool_schemas
-from mtsql.sql.executor import DEFAULT_TIMEOUT, ExecResult, execute
+from mtsql.sql.executor import DEFAULT_TIMEOUT, ExecResult, execute, execute_isolated
+from mtsql.sql.preprocess import postprocess
 
 Message = dict[str, str]
 
@@ -128,7 +129,10 @@ class DialogueEnv:
     ``db_dir`` holds ``<db_id>/<db_id>.sqlite``. ``templates`` is a built-in name, a TOML path or a loaded
     :class:`TemplateSet`. ``result_chars`` and ``preview_chars`` cut the results shown in tool replies and in
     the memory; ``max_rows`` caps the rows fetched per execution (the count shown becomes ``N+``);
-    ``schema_values`` example values per column are shown in the schema.
+    ``schema_values`` example values per column are shown in the schema. ``isolate`` runs the model's SQL in a
+    worker process killed when it overruns ``timeout`` (:func:`~mtsql.sql.executor.execute_isolated`: a hard
+    limit even for one slow built-in function); ``isolate=False`` runs it in-process, a little faster, where
+    such a call can overrun.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class DialogueEnv:
         max_steps: int = 4,
         templates: str | os.PathLike[str] | TemplateSet = DEFAULT_TEMPLATES,
         timeout: float = DEFAULT_TIMEOUT,
+        isolate: bool = True,
         max_rows: int = 1000,
         result_chars: int = 200,
         preview_chars: int = 50,
@@ -153,6 +158,7 @@ class DialogueEnv:
         self.max_steps = max_steps
         self.templates = templates if isinstance(templates, TemplateSet) else load_templates(templates)
         self.timeout = timeout
+        self._execute = execute_isolated if isolate else execute
         self.max_rows = max_rows
         self.result_chars = result_chars
         self.preview_chars = preview_chars
@@ -438,14 +444,8 @@ class DialogueEnv:
         assert self._dialogue is not None and self.record is not None
         turn = self._close_turn(final_sql, truncated=truncated)
         info.update(turn_done=True, turn_truncated=truncated, final_sql=final_sql)
-        if self.history_mode == "oracle":
-            from mtsql.eval.exec_match import (
-                postprocess,
-            )  # the datasets' gold splits "! =", which SQLite rejects
-
-            remembered = postprocess(turn.gold_sql).strip()
-        else:
-            remembered = final_sql
+        # the datasets' gold splits "! =", which SQLite rejects
+        remembered = postprocess(turn.gold_sql).strip() if self.history_mode == "oracle" else final_sql
         self._memory.add(turn.question, remembered, self._results.get(remembered))
         following = turn.index + 1
         if following == len(self._dialogue.turns):
@@ -461,7 +461,7 @@ class DialogueEnv:
 
     def _run(self, sql: str) -> ExecResult:
         start = time.perf_counter()
-        result = execute(self._db_path, sql, timeout=self.timeout, max_rows=self.max_rows)
+        result = self._execute(self._db_path, sql, timeout=self.timeout, max_rows=self.max_rows)
         self.stats.sqlite_time_s += time.perf_counter() - start
         self.stats.sqlite_calls += 1
         return result

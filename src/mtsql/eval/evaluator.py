@@ -28,6 +28,8 @@ class EvalOptions:
     etype: EvalType = "all"
     keep_distinct: bool = False
     timeout: float = 60.0
+    isolate: bool = True
+    """Each query in a worker process killed when it overruns ``timeout`` (a hard limit, see ``execute_isolated``)."""
     strict: bool = False
     plug_value: bool = False
     """The official ``--plug_value``: a prediction also matches if it does with the gold's values plugged in."""
@@ -97,6 +99,7 @@ def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnR
         keep_distinct=options.keep_distinct,
         strict=options.strict,
         timeout=options.timeout,
+        isolate=options.isolate,
         plug_value=options.plug_value,
     )
     return TurnResult(**place, **{name: getattr(score, name) for name in TurnScore.__slots__})

@@ -32,7 +32,8 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
-from mtsql.sql.parse import WHERE_OPS, Schema
+from mtsql.sql.grammar import WHERE_OPS
+from mtsql.sql.parse import Schema
 
 __all__ = [
     "PARTIAL_TYPES",

@@ -79,7 +79,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mtsql.sql.executor import ExecResult, execute
+from mtsql.sql.executor import ExecResult, execute, execute_isolated
+from mtsql.sql.preprocess import postprocess, replace_cur_year
 
 __all__ = [
     "PLUG_VALUE_LIMIT",
@@ -90,9 +91,7 @@ __all__ = [
     "database_paths",
     "exec_match",
     "order_matters",
-    "postprocess",
     "remove_distinct",
-    "replace_cur_year",
     "result_eq",
 ]
 
@@ -136,19 +135,6 @@ class ExecVerdict:
 # ---------------------------------------------------------------------------------------------------------
 # Query preprocessing
 # ---------------------------------------------------------------------------------------------------------
-
-
-def postprocess(query: str) -> str:
-    """Join the comparison operators that models sometimes split: ``> =``, ``< =``, ``! =``."""
-    return query.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
-
-
-_CUR_YEAR = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.IGNORECASE)
-
-
-def replace_cur_year(query: str) -> str:
-    """``YEAR(CURDATE())`` (any spacing and case, with the whitespace after it) becomes ``2020``."""
-    return _CUR_YEAR.sub("2020", query)
 
 
 def remove_distinct(query: str, *, all_statements: bool = False) -> str:
@@ -387,7 +373,7 @@ def clear_gold_cache() -> None:
         _gold_cache.clear()
 
 
-def _gold_result(db: str, gold: str, timeout: float, immutable: bool) -> ExecResult:
+def _gold_result(db: str, gold: str, timeout: float, immutable: bool, isolate: bool) -> ExecResult:
     try:
         st = os.stat(db)
         key: tuple[Any, ...] = (db, gold, immutable, st.st_size, st.st_mtime_ns, st.st_ino)
@@ -397,9 +383,8 @@ def _gold_result(db: str, gold: str, timeout: float, immutable: bool) -> ExecRes
         cached = _gold_cache.get(key)
         if cached is not None:
             return cached
-    result = execute(
-        db, gold, timeout=timeout, max_rows=None, max_chars=None, text_errors="ignore", immutable=immutable
-    )
+    run = execute_isolated if isolate else execute
+    result = run(db, gold, timeout=timeout, max_rows=None, max_chars=None, text_errors="ignore", immutable=immutable)
     if key and result.error_kind != "timeout":
         with _gold_lock:
             if len(_gold_cache) >= _GOLD_CACHE_MAX:
@@ -425,6 +410,7 @@ def exec_match(
     strict: bool = False,
     timeout: float = TIMEOUT,
     immutable: bool = False,
+    isolate: bool = True,
     plug_value: bool = False,
     plug_value_limit: int = PLUG_VALUE_LIMIT,
 ) -> ExecVerdict:
@@ -435,7 +421,9 @@ def exec_match(
     only the name of ``db_file`` is used, inside ``db_folder``). ``keep_distinct`` is the official
     ``--keep_distinct``; ``strict`` fixes the quirks listed in the module's documentation; ``timeout`` limits
     each execution (seconds); ``immutable`` opens the databases with ``immutable=1`` (faster, only for files
-    nothing writes to). ``plug_value`` is the official ``--plug_value`` (step 5), trying at most
+    nothing writes to); ``isolate`` runs each query in a worker process killed when it overruns ``timeout``
+    (:func:`~mtsql.sql.executor.execute_isolated`: a hard limit also for a single slow built-in function; off,
+    such a call can overrun). ``plug_value`` is the official ``--plug_value`` (step 5), trying at most
     ``plug_value_limit`` plugged predictions. Never raises for a problem of the queries or the databases.
     """
     folder = os.fspath(db_folder)
@@ -467,27 +455,34 @@ def exec_match(
         return ExecVerdict(0, DB_MISSING, f"no .sqlite database in {folder}", db_path)
 
     gold_sql, pred_sql = replace_cur_year(gold), replace_cur_year(pred)
-    verdict = _compare_on_databases(dbs, gold_sql, pred_sql, ordered, strict, timeout, immutable)
+    verdict = _compare_on_databases(dbs, gold_sql, pred_sql, ordered, strict, timeout, immutable, isolate)
     if not plug_value or verdict.status in (MATCH, GOLD_ERROR):
         return verdict
     return _plug_values(
-        verdict, dbs, gold, pred, gold_sql, pred_sql, ordered, strict, timeout, immutable, plug_value_limit
+        verdict, dbs, gold, pred, gold_sql, pred_sql, ordered, strict, timeout, immutable, isolate, plug_value_limit
     )
 
 
 def _compare_on_databases(
-    dbs: Sequence[str], gold_sql: str, pred_sql: str, ordered: bool, strict: bool, timeout: float, immutable: bool
+    dbs: Sequence[str],
+    gold_sql: str,
+    pred_sql: str,
+    ordered: bool,
+    strict: bool,
+    timeout: float,
+    immutable: bool,
+    isolate: bool,
 ) -> ExecVerdict:
     """The official per-database loop: the gold (cached) and then the prediction on each database, all must agree."""
     for db in dbs:
-        gold_result = _gold_result(db, gold_sql, timeout, immutable)
+        gold_result = _gold_result(db, gold_sql, timeout, immutable, isolate)
         if not gold_result.ok and not (gold_result.error_kind == "empty" and not strict):
             return ExecVerdict(0, GOLD_ERROR, gold_result.error, db)
         gold_rows = gold_result.rows
         if pred_sql == gold_sql and not _NONDETERMINISTIC.search(gold_sql):
             continue  # the same deterministic query on the same database returns the same rows
         # A prediction with more rows than the gold is a mismatch whatever its rows are: fetch one more at most.
-        pred_result = execute(
+        pred_result = (execute_isolated if isolate else execute)(
             db,
             pred_sql,
             timeout=timeout,
@@ -519,6 +514,7 @@ def _plug_values(
     strict: bool,
     timeout: float,
     immutable: bool,
+    isolate: bool,
     limit: int,
 ) -> ExecVerdict:
     """The official ``plug_value`` step, after the prediction itself did not match: the plugged predictions in turn.
@@ -537,7 +533,7 @@ def _plug_values(
         candidate_sql = replace_cur_year(candidate)
         if candidate_sql == pred_sql and deterministic:
             continue
-        verdict = _compare_on_databases(dbs, gold_sql, candidate_sql, ordered, strict, timeout, immutable)
+        verdict = _compare_on_databases(dbs, gold_sql, candidate_sql, ordered, strict, timeout, immutable, isolate)
         if verdict.status == MATCH:
             return ExecVerdict(1, MATCH, f"the gold's values plugged in ({rank} of {total}): {candidate}", verdict.db)
         if verdict.status == GOLD_ERROR:

@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
+from mtsql.sql.hardness import HARDNESS_LEVELS
+
 _METRICS: Final = (("exec", "execution match (EX)"), ("exact", "exact set match (EM)"))
-_LEVELS: Final = ("easy", "medium", "hard", "extra", "all")
+_LEVELS: Final = (*HARDNESS_LEVELS, "all")
 
 
 def accuracy_groups(summary: dict[str, Any]) -> dict[str, tuple[str, list[str], dict[str, list[float]]]]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from mtsql.eval.exact_match import PARTIAL_TYPES
 from mtsql.eval.summary import TURN_BUCKETS, Summary
+from mtsql.sql.hardness import HARDNESS_LEVELS
 
 if TYPE_CHECKING:  # rich is imported only when rich output is asked for
     from rich.console import Console
@@ -14,7 +15,7 @@ if TYPE_CHECKING:  # rich is imported only when rich output is asked for
 
 
 def _columns(summary: Summary) -> list[str]:
-    levels = ["easy", "medium", "hard", "extra", "all"]
+    levels = [*HARDNESS_LEVELS, "all"]
     return [*levels, "joint_all"] if summary.include_turn_acc else levels
 
 

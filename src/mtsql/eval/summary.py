@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from mtsql.eval.evaluator import TurnResult
 from mtsql.eval.exact_match import PARTIAL_TYPES
 from mtsql.eval.turn import EvalType
+from mtsql.sql.hardness import HARDNESS_LEVELS
 
-LEVELS = ("easy", "medium", "hard", "extra", "all", "joint_all")
+LEVELS = (*HARDNESS_LEVELS, "all", "joint_all")
 TURN_BUCKETS = ("turn 1", "turn 2", "turn 3", "turn 4", "turn > 4")
 
 

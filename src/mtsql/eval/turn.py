@@ -21,7 +21,7 @@ from mtsql.eval.exact_match import (
     partial_scores,
 )
 from mtsql.eval.exec_match import TIMEOUT, exec_match
-from mtsql.eval.hardness import hardness as eval_hardness
+from mtsql.sql.hardness import hardness as query_hardness
 from mtsql.sql.parse import Schema, SQLParseError, empty_sql, parse_sql
 
 EvalType = Literal["all", "exec", "match"]
@@ -61,6 +61,7 @@ def score_turn(
     keep_distinct: bool = False,
     strict: bool = False,
     timeout: float = TIMEOUT,
+    isolate: bool = True,
     plug_value: bool = False,
 ) -> TurnScore:
     """The official verdicts of ``pred`` against ``gold`` on ``db_file`` (``db_dir/db_id/db_id.sqlite``).
@@ -94,6 +95,7 @@ def score_turn(
             gold,
             keep_distinct=keep_distinct,
             timeout=timeout,
+            isolate=isolate,
             strict=strict,
             immutable=True,  # evaluation data does not change while it is scored; SQLite then skips its locking
             plug_value=plug_value,
@@ -118,7 +120,7 @@ def score_turn(
         exec=exec_score,
         exact=exact,
         exec_status=exec_status,
-        hardness=eval_hardness(gold_sql),
+        hardness=query_hardness(gold_sql),
         pred_parsed=pred_parsed,
         error=error,
         partial=partial,

@@ -28,6 +28,8 @@ class RewardConfig:
     ``format_weight`` (our addition, 0.1 by default) pays for a protocol-compliant question: without it a
     violation that changes nothing else (ending without ``<answer_sql>``, a repeated verdict, a refused memory
     check) ties with the honest trajectory; ``format_weight: 0`` gives the original's weights exactly.
+    ``isolate`` runs the scorer's queries in a worker process killed when it overruns ``timeout`` (a hard limit
+    even for one slow built-in function, for a small cost a query).
     A SQL under a memory check is *coherent* when it execution-matches the gold (if ``coherence_exec_match``)
     or its clause F1 against the gold is at least ``coherence_f1_threshold``. ``timeout``, ``keep_distinct``
     and ``strict`` are the execution-match options of ``mtsql evaluate`` (same defaults, so the outcome equals
@@ -46,6 +48,7 @@ class RewardConfig:
     coherence_f1_threshold: float = 1.0
     coherence_exec_match: bool = True
     timeout: float = 60.0
+    isolate: bool = True
     keep_distinct: bool = False
     strict: bool = False
 

@@ -20,13 +20,12 @@ from mtsql.data.loaders import sql_line
 from mtsql.env.environment import EpisodeRecord, TurnRecord
 from mtsql.env.tools import EXEC_SQL, MEMORY_RETRIEVE
 from mtsql.eval.exact_match import clause_f1, load_foreign_key_maps, normalize_for_match
-from mtsql.eval.exec_match import postprocess, replace_cur_year
 from mtsql.eval.turn import TurnScore, prepare_prediction, score_turn
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.rewards.outcome import sqlite_foreign_key_map
 from mtsql.rewards.process import coherence_credit, exec_outcome, exec_verify_credit, is_coherent, mean
-from mtsql.sql.executor import execute
 from mtsql.sql.parse import Schema, SQLParseError, empty_sql, parse_sql
+from mtsql.sql.preprocess import run_gold_once
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +199,12 @@ class RewardScorer:
 
     def _compute_outcome(self, db_id: str, pred: str, gold: str) -> TurnScore:
         config = self.config
-        options = {"keep_distinct": config.keep_distinct, "strict": config.strict, "timeout": config.timeout}
+        options = {
+            "keep_distinct": config.keep_distinct,
+            "strict": config.strict,
+            "timeout": config.timeout,
+            "isolate": config.isolate,
+        }
         score = score_turn(pred, gold, self._db_file(db_id), self._kmap(db_id), **options)
         return dataclasses.replace(score, partial=None)  # not needed here, and the bulk of a cache entry
 
@@ -223,8 +227,7 @@ class RewardScorer:
     def _compute_gold_empty(self, db_id: str, gold: str) -> bool:
         if not self._db_file(db_id).is_file():
             return False
-        sql = replace_cur_year(postprocess(gold))
-        result = execute(self._db_file(db_id), sql, timeout=self.config.timeout, max_rows=1)
+        result = run_gold_once(self._db_file(db_id), gold, timeout=self.config.timeout, isolate=self.config.isolate)
         return result.ok and not result.rows
 
 

@@ -63,6 +63,7 @@ class RolloutConfig:
     enable_thinking: bool = True
     templates: str = DEFAULT_TEMPLATES
     sql_timeout: float = DEFAULT_TIMEOUT
+    sql_isolate: bool = True
     max_errors: int = 10
 
     def __post_init__(self) -> None:
@@ -255,6 +256,7 @@ class RolloutEngine:
             max_steps=config.max_steps,
             templates=self.templates,
             timeout=config.sql_timeout,
+            isolate=config.sql_isolate,
         )
 
 

@@ -83,10 +83,14 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -610,12 +614,20 @@ def _fetch(cursor: sqlite3.Cursor, max_rows: int | None, max_chars: int | None) 
 # Hard limits: execution in a worker process
 # ---------------------------------------------------------------------------------------------------------
 
-DEFAULT_GRACE_S = 1.0
+DEFAULT_GRACE_S = 0.5
 DEFAULT_WORKER_MEMORY_BYTES = 2 * 1024**3
 
+# The worker is a fresh interpreter that imports only this module: unlike multiprocessing's "spawn" and
+# "forkserver" it never re-imports the caller's ``__main__`` (a script without a main guard, or code read from
+# stdin, would break or run twice), and unlike "fork" it does not inherit a trainer's memory and threads.
+_WORKER_CODE = "import sys; from mtsql.sql.executor import _worker_main; _worker_main(*map(int, sys.argv[1:]))"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding ``mtsql``: the worker imports it
 
-def _worker_main(channel: Any, max_memory_bytes: int | None) -> None:
-    """Body of a worker process: run :func:`execute` for each request until the pipe closes."""
+
+def _worker_main(read_fd: int, write_fd: int, max_memory_bytes: int) -> None:
+    """Body of a worker process: run :func:`execute` for each request until the parent closes the pipe."""
+    from multiprocessing.connection import Connection
+
     if max_memory_bytes:
         try:
             import resource
@@ -623,33 +635,51 @@ def _worker_main(channel: Any, max_memory_bytes: int | None) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
         except (ImportError, ValueError, OSError):
             pass
+    requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     while True:
         try:
-            args, kwargs = channel.recv()
+            args, kwargs = requests.recv()
         except (EOFError, OSError):
             return
         try:
             result = execute(*args, **kwargs)
         except MemoryError:
             result = ExecResult(ok=False, error="out of memory", error_kind="too_large")
-        channel.send(result)
+        replies.send(result)
+
+
+def _stop_process(process: subprocess.Popen[bytes], *connections: Any) -> None:
+    with contextlib.suppress(OSError):
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(1.0)
+    for connection in connections:
+        connection.close()
 
 
 class _Worker:
     def __init__(self, max_memory_bytes: int | None) -> None:
-        import multiprocessing
+        from multiprocessing.connection import Connection
 
-        context = multiprocessing.get_context("spawn")
-        self.channel, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, max_memory_bytes), daemon=True)
-        self.process.start()
-        child.close()
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CODE, str(request_read), str(reply_write), str(max_memory_bytes or 0)],
+                pass_fds=(request_read, reply_write),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            os.close(request_read)
+            os.close(reply_write)
+        self.requests = Connection(request_write, readable=False)
+        self.replies = Connection(reply_read, writable=False)
         self.max_memory_bytes = max_memory_bytes
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.join(1.0)
-        self.channel.close()
+        # a thread that ends drops its slot, and with it this worker: its process must not outlive it
+        self.stop = weakref.finalize(self, _stop_process, self.process, self.requests, self.replies)
 
 
 class _WorkerSlot(threading.local):
@@ -675,28 +705,32 @@ def execute_isolated(
     The in-process time limit is checked between SQLite instructions, so it stops every query that loops over
     rows, but not a single function call that is slow on its own: ``instr``, ``replace``, ``trim``, ``LIKE``
     and ``GLOB`` on multi-megabyte strings are quadratic, and ``printf('%.*c', 2000000000, 'x')`` spins for
-    about 10 s. Here the calling thread's worker (started on first use, about 0.1 s; one per thread) runs the
-    query; if no answer comes ``grace`` seconds after ``timeout`` the worker is killed (and restarted on the
-    next call) and the result is the usual time-limit error. ``max_memory_bytes`` caps the worker's address
-    space (``RLIMIT_AS``, where the platform has it). Each call costs a pipe round trip (tens of
-    microseconds plus the pickled rows). ``options`` are those of :func:`execute`.
+    about 10 s. Here the calling thread's worker (a fresh interpreter started on first use, one per thread and
+    process, stopped when its thread ends) runs the query; if no answer comes ``grace`` seconds after
+    ``timeout`` the worker is killed (and restarted on the next call) and the result is the usual time-limit
+    error. ``max_memory_bytes`` caps the worker's address space (``RLIMIT_AS``, where the platform has it).
+    The cost per call is a pipe round trip with the pickled rows (``benchmarks/bench_env.py --isolated``
+    measures it). ``options`` are those of :func:`execute`.
     """
     start = time.perf_counter()
     slot = _workers
     if slot.pid != os.getpid():  # forked: the parent's worker belongs to the parent
         slot.worker, slot.pid = None, os.getpid()
     worker = slot.worker
-    if worker is not None and (worker.max_memory_bytes != max_memory_bytes or not worker.process.is_alive()):
+    if worker is not None and (worker.max_memory_bytes != max_memory_bytes or worker.process.poll() is not None):
         worker.stop()
         worker = slot.worker = None
     if worker is None:
-        worker = slot.worker = _Worker(max_memory_bytes)
+        try:
+            worker = slot.worker = _Worker(max_memory_bytes)
+        except OSError as exc:
+            return _error(f"cannot start a worker process for the query: {exc}", "internal", start)
     try:
-        worker.channel.send(((os.fspath(db_path), sql), {"timeout": timeout, **options}))
-        if worker.channel.poll(timeout + grace):
-            result: ExecResult = worker.channel.recv()
+        worker.requests.send(((os.fspath(db_path), sql), {"timeout": timeout, **options}))
+        if worker.replies.poll(timeout + grace):
+            result: ExecResult = worker.replies.recv()
             return result
-    except (EOFError, OSError, BrokenPipeError):
+    except (EOFError, OSError):
         worker.stop()
         slot.worker = None
         return _error("the query crashed its worker process (memory limit exceeded?)", "too_large", start)

@@ -43,27 +43,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mtsql.sql.grammar import AGG_OPS, COND_OPS, ORDER_OPS, SQL_OPS, UNIT_OPS, WHERE_OPS
 from mtsql.sql.tokenize import SQLTokenizeError, tokenize
 
 __all__ = [
-    "AGG_OPS",
-    "COND_OPS",
-    "ORDER_OPS",
-    "SQL_OPS",
-    "UNIT_OPS",
-    "WHERE_OPS",
     "SQLParseError",
     "Schema",
     "empty_sql",
     "parse_sql",
 ]
 
-AGG_OPS = ("none", "max", "min", "count", "sum", "avg")
-UNIT_OPS = ("none", "-", "+", "*", "/")
-WHERE_OPS = ("not", "between", "=", ">", "<", ">=", "<=", "!=", "in", "like", "is", "exists")
-COND_OPS = ("and", "or")
-SQL_OPS = ("intersect", "union", "except")
-ORDER_OPS = ("desc", "asc")
 
 _AGG_INDEX = {name: index for index, name in enumerate(AGG_OPS)}
 _UNIT_INDEX = {name: index for index, name in enumerate(UNIT_OPS)}

@@ -53,6 +53,7 @@ from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates, templates_relative_to
+from mtsql.sql.hardness import HARDNESS_LEVELS
 from mtsql.train.data import sft_example
 from mtsql.train.files import write_atomically, write_jsonl
 from mtsql.train.sft import LoraSettings, resolve_config_path
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
     from mtsql.rollout.engine import RolloutConfig
 
 #: Spider's hardness levels, the columns of the per-round table.
-HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
 #: Settings that may change when a run is resumed (they do not change what is sampled, kept or trained).
 _RESUMABLE_CHANGES = frozenset({"rounds", "concurrency", "embedding_device"})
 

@@ -21,10 +21,10 @@ from typing import Any, Final, Literal, get_args
 import yaml
 
 from mtsql.data.dialogue import DATASETS
-from mtsql.data.stats import HARDNESS_LEVELS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates, templates_relative_to
 from mtsql.rewards.config import COMPONENTS, RewardConfig
+from mtsql.sql.hardness import HARDNESS_LEVELS
 from mtsql.train.rl.curriculum import CurriculumSettings
 from mtsql.train.sft import LoraSettings, resolve_config_path
 

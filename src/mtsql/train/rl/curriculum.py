@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mtsql.data.stats import HARDNESS_LEVELS
+from mtsql.sql.hardness import HARDNESS_LEVELS
 
 
 @dataclass(slots=True)

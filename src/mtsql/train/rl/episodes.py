@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from mtsql.data.dialogue import Dialogue
-from mtsql.data.stats import HARDNESS_LEVELS, analyze_turns
+from mtsql.data.stats import analyze_turns
+from mtsql.sql.hardness import HARDNESS_LEVELS
 from mtsql.train.rl.config import EpisodeKind
 
 _SEPARATOR = "@"

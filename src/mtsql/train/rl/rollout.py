@@ -218,6 +218,7 @@ class EpisodeRollout:
                 enable_thinking=sampling.thinking,
                 templates=config.templates,
                 sql_timeout=config.rewards.timeout,
+                sql_isolate=config.rewards.isolate,
             )
             backend = make_backend(trainer, config)
             self.engine = RolloutEngine(backend, self.db_dir, rollout, tables=self.tables, rewards=config.rewards)

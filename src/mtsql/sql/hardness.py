@@ -14,13 +14,33 @@ it; their official quirks are kept because they change levels:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
-from mtsql.sql.parse import WHERE_OPS
+from mtsql.sql.grammar import WHERE_OPS
 
-__all__ = ["Hardness", "count_component1", "count_component2", "count_others", "hardness", "nested_queries"]
+__all__ = [
+    "HARDNESS_LEVELS",
+    "Hardness",
+    "count_component1",
+    "count_component2",
+    "count_others",
+    "hardness",
+    "nested_queries",
+]
 
-Hardness = Literal["easy", "medium", "hard", "extra"]
+
+class Hardness(StrEnum):
+    """The official levels, easiest first (members are their strings: ``Hardness.EASY == "easy"``)."""
+
+    EASY = "easy"
+    MEDIUM = "medium"
+    HARD = "hard"
+    EXTRA = "extra"
+
+
+#: The levels as plain strings, easiest first: the one list every report, config check and curriculum uses.
+HARDNESS_LEVELS: tuple[str, ...] = tuple(level.value for level in Hardness)
 _LIKE = WHERE_OPS.index("like")
 
 
@@ -89,13 +109,13 @@ def hardness(sql: dict[str, Any]) -> Hardness:
     component2 = count_component2(sql)
     others = count_others(sql)
     if component1 <= 1 and others == 0 and component2 == 0:
-        return "easy"
+        return Hardness.EASY
     if (others <= 2 and component1 <= 1 and component2 == 0) or (component1 <= 2 and others < 2 and component2 == 0):
-        return "medium"
+        return Hardness.MEDIUM
     if (
         (others > 2 and component1 <= 2 and component2 == 0)
         or (2 < component1 <= 3 and others <= 2 and component2 == 0)
         or (component1 <= 1 and others == 0 and component2 <= 1)
     ):
-        return "hard"
-    return "extra"
+        return Hardness.HARD
+    return Hardness.EXTRA

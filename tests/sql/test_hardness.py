@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mtsql.eval.hardness import count_component1, count_component2, count_others, hardness
+from mtsql.sql.hardness import count_component1, count_component2, count_others, hardness
 from mtsql.sql.parse import Schema, parse_sql
 
 SCHEMA = Schema(
