@@ -265,7 +265,11 @@ def main() -> None:
         barrier = context.Manager().Barrier(args.workers)
         with context.Pool(args.workers) as pool:
             per_worker = pool.map(
-                _worker, [(str(db_dir), args.history_mode, not args.in_process, shard, args.passes, barrier) for shard in shards]
+                _worker,
+                [
+                    (str(db_dir), args.history_mode, not args.in_process, shard, args.passes, barrier)
+                    for shard in shards
+                ],
             )
         for index in range(args.passes):
             batch = [worker[index] for worker in per_worker]
