@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mtsql.eval.exec_match as em
+from mtsql.data import resolve_database_path
 from mtsql.eval.exec_match import (
     ExecVerdict,
     clear_gold_cache,
-    database_file,
     database_paths,
     exec_match,
     order_matters,
@@ -380,7 +380,7 @@ def test_gold_errors_are_reported(shop: Path) -> None:
 
 
 def test_missing_databases(tmp_path: Path) -> None:
-    missing = database_file(tmp_path, "gone")
+    missing = resolve_database_path(tmp_path, "gone")
     assert missing == tmp_path / "gone" / "gone.sqlite"
     v = run(missing, "SELECT 1", "SELECT 1")
     assert v.status == "db_missing" and v.score == 0 and "not found" in v.message
@@ -482,7 +482,7 @@ def test_every_executable_dev_gold_matches_itself(dataset: str, data_dir: Path) 
         if not line.strip():
             continue
         query, db_id = line.rsplit("\t", 1)
-        db = database_file(data_dir / "database", db_id)
+        db = resolve_database_path(data_dir / "database", db_id)
         v = exec_match(db.parent, db, query, query)
         if v.status == "gold_error":
             assert KNOWN_GOLD_ERRORS.get((dataset, db_id)) == v.message, (db_id, query, v)

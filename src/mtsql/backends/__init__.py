@@ -23,6 +23,7 @@ from mtsql.backends.base import (
     SamplingParams,
     TokenizerOnly,
 )
+from mtsql.errors import ConfigError
 
 BACKENDS: Final = ("transformers", "vllm", "llamacpp", "openai")
 
@@ -52,7 +53,7 @@ def load_backend(name: str, model: str, **options: Any) -> Backend:
         if options.get("tokenizer"):
             options = {**options, "tokenizer": resolve_model(options["tokenizer"])}
         return OpenAIBackend(model, **options)
-    raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    raise ConfigError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
 
 
 __all__ = [

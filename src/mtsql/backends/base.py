@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from mtsql.errors import ConfigError, MtsqlError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -48,13 +50,13 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, not {self.max_tokens}")
+            raise ConfigError(f"max_tokens must be at least 1, not {self.max_tokens}")
         if self.temperature < 0:
-            raise ValueError(f"temperature must be at least 0, not {self.temperature}")
+            raise ConfigError(f"temperature must be at least 0, not {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+            raise ConfigError(f"top_p must be in (0, 1], not {self.top_p}")
         if self.top_k < 0:
-            raise ValueError(f"top_k must be at least 0, not {self.top_k}")
+            raise ConfigError(f"top_k must be at least 0, not {self.top_k}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +92,7 @@ class BackendStats:
         return asdict(self)
 
 
-class BackendError(RuntimeError):
+class BackendError(MtsqlError, RuntimeError):
     """A backend could not produce a completion (server unreachable after retries, bad response, ...)."""
 
 

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from mtsql.backends.base import BatchedBackend, Generation, SamplingParams
+from mtsql.errors import ConfigError
 
 try:
     import llama_cpp
@@ -109,13 +110,13 @@ class LlamaCppBackend(BatchedBackend):
         from mtsql.models.packaged import load_gguf_tokenizer, packaged_entry_of, resolve_gguf
 
         if slots < 1:
-            raise ValueError(f"slots must be at least 1, not {slots}")
+            raise ConfigError(f"slots must be at least 1, not {slots}")
         if n_ctx is not None and max_model_len is not None and n_ctx != max_model_len:
-            raise ValueError("give n_ctx or max_model_len, not both")
+            raise ConfigError("give n_ctx or max_model_len, not both")
         self.model = str(model)
         if os.path.isdir(self.model):  # a fine-tuned checkpoint: its weights in the layout of the GGUF it came from
             if gguf_like is None:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.model} is a checkpoint folder: give gguf_like=<the packaged model or .gguf it was trained "
                     "from> to export it to GGUF"
                 )
@@ -152,7 +153,7 @@ class LlamaCppBackend(BatchedBackend):
         if context is None and trained < DEFAULT_CONTEXT:
             first = load(trained)
         elif context is not None and context > trained:
-            raise ValueError(f"max_model_len {context} exceeds the model's {trained} positions")
+            raise ConfigError(f"max_model_len {context} exceeds the model's {trained} positions")
         self._max_model_len: int = first.n_ctx()
         self._slots = [_Slot(first), *(_Slot(load(self._max_model_len)) for _ in range(slots - 1))]
         self.max_batch_size = slots

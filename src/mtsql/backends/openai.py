@@ -42,6 +42,7 @@ import openai
 from openai.types import Completion
 
 from mtsql.backends.base import Backend, BackendError, BackendStats, FinishReason, Generation, SamplingParams
+from mtsql.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ class OpenAIBackend(Backend):
         from transformers import AutoTokenizer, GenerationConfig
 
         if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+            raise ConfigError(f"max_concurrency must be at least 1, not {max_concurrency}")
         if timeout <= 0 or max_retries < 0 or backoff_s < 0 or max_backoff_s < 0:
-            raise ValueError("timeout must be positive; max_retries, backoff_s and max_backoff_s at least 0")
+            raise ConfigError("timeout must be positive; max_retries, backoff_s and max_backoff_s at least 0")
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
@@ -105,7 +106,7 @@ class OpenAIBackend(Backend):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as err:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot load the tokenizer {source!r} ({err}); pass tokenizer= a local path or hub id"
             ) from err
         self._eos_ids = _eos_ids(self.tokenizer.eos_token_id)

@@ -33,6 +33,7 @@ from os import PathLike
 from typing import Any
 
 from mtsql.backends.base import BatchedBackend, Generation, SamplingParams
+from mtsql.errors import ConfigError
 
 try:
     import torch
@@ -77,7 +78,7 @@ class TransformersBackend(BatchedBackend):
     ) -> None:
         super().__init__()
         if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
+            raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
         self.model = str(model)
         self.max_batch_size = max_batch_size
         self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
@@ -104,7 +105,7 @@ class TransformersBackend(BatchedBackend):
 
         model_len = getattr(self.hf_model.config.get_text_config(), "max_position_embeddings", None)
         if max_model_len is not None and model_len is not None and max_model_len > model_len:
-            raise ValueError(f"max_model_len {max_model_len} exceeds the model's {model_len} positions")
+            raise ConfigError(f"max_model_len {max_model_len} exceeds the model's {model_len} positions")
         self._max_model_len: int | None = max_model_len if max_model_len is not None else model_len
         self._seeds = random.Random(seed)
 
@@ -217,5 +218,5 @@ def _torch_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
         return dtype
     resolved = getattr(torch, dtype, None)
     if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}: use 'auto' or a torch dtype such as 'bfloat16'")
+        raise ConfigError(f"unknown dtype {dtype!r}: use 'auto' or a torch dtype such as 'bfloat16'")
     return resolved

@@ -32,6 +32,7 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from mtsql.backends.base import BatchedBackend, Generation, SamplingParams
+from mtsql.errors import ConfigError
 
 if TYPE_CHECKING:
     from vllm import LLM, RequestOutput
@@ -71,7 +72,7 @@ class VLLMBackend(BatchedBackend):
                 f"the vllm backend needs {err.name or 'vllm'}: install mtsql[vllm] (on a machine with a CUDA GPU)"
             ) from err
         if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
+            raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
         self.model = str(model)
         self.max_batch_size = max_batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(self.model, trust_remote_code=trust_remote_code)

@@ -29,6 +29,7 @@ from mtsql.cli.common import (
     quiet_hub,
 )
 from mtsql.cli.render import escape, show_result, show_step
+from mtsql.data.schema import resolve_database_path
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -103,8 +104,8 @@ def chat_command(
     with tempfile.TemporaryDirectory(prefix="mtsql-chat-") as folder:
         # The environment reads <db_dir>/<db_id>/<db_id>.sqlite: a link gives any file that layout.
         db_id = re.sub(r"\W", "_", db.stem) or "db"
-        (Path(folder) / db_id).mkdir()
-        linked = Path(folder) / db_id / f"{db_id}.sqlite"
+        linked = resolve_database_path(folder, db_id)
+        linked.parent.mkdir()
         linked.symlink_to(db.resolve())
         try:
             engine = RolloutEngine(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from mtsql.data.dialogue import Dialogue
+from mtsql.errors import ConfigError
 
 if TYPE_CHECKING:
     import datasets
@@ -120,7 +121,7 @@ def export_dialogues(
 ) -> int:
     """Write the dialogues to ``out`` as JSON lines or Parquet; returns the number of rows written."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
@@ -143,4 +144,4 @@ def _rows(dialogues: Iterable[Dialogue], unit: Unit, hardness: HardnessMap | Non
         return turn_rows(dialogues, hardness)
     if unit == "dialogue":
         return dialogue_rows(dialogues, hardness)
-    raise ValueError(f"unknown export unit {unit!r}: expected one of {', '.join(UNITS)}")
+    raise ConfigError(f"unknown export unit {unit!r}: expected one of {', '.join(UNITS)}")

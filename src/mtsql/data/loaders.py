@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mtsql.data.dialogue import DATASETS, DatasetName, Dialogue, Turn, dialogue_id
+from mtsql.errors import ConfigError, InputError, MtsqlError
 
 DISPLAY_NAMES: dict[DatasetName, str] = {"sparc": "SParC", "cosql": "CoSQL", "spider": "Spider"}
 HOMEPAGES: dict[DatasetName, str] = {
@@ -60,7 +61,7 @@ _SPLIT_FILES: dict[DatasetName, dict[str, tuple[_Part, ...]]] = {
 EMPTY_PREDICTION = "SELECT"
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(MtsqlError, ValueError):
     """A dataset or gold file, or one record of it, that does not have the expected format."""
 
     def __init__(self, path: Path | str, reason: str, index: int | None = None) -> None:
@@ -75,7 +76,7 @@ class DatasetFormatError(ValueError):
         return type(self), (self.path, self.reason, self.index)
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MtsqlError, FileNotFoundError):
     """A dataset file that is not in the data folder."""
 
 
@@ -174,14 +175,14 @@ class _BadRecord(Exception):
 
 def _check_dataset(dataset: str) -> DatasetName:
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
     return dataset  # type: ignore[return-value]
 
 
 def _split_parts(dataset: DatasetName, split: str) -> tuple[_Part, ...]:
     by_split = _SPLIT_FILES[_check_dataset(dataset)]
     if split not in by_split:
-        raise ValueError(f"unknown {DISPLAY_NAMES[dataset]} split {split!r}: expected one of {', '.join(by_split)}")
+        raise ConfigError(f"unknown {DISPLAY_NAMES[dataset]} split {split!r}: expected one of {', '.join(by_split)}")
     return by_split[split]
 
 
@@ -372,7 +373,7 @@ def order_like_gold(dialogues: Iterable[Dialogue], gold: Sequence[Sequence[GoldQ
         key = (next(iter(db_ids)) if len(db_ids) == 1 else "", tuple(_squash(g.query) for g in session))
         if not pool.get(key):
             first = session[0].db_id if session else "no turns"
-            raise ValueError(f"gold session {index} ({first}, {len(session)} turns) matches no dialogue")
+            raise InputError(f"gold session {index} ({first}, {len(session)} turns) matches no dialogue")
         ordered.append(pool[key].popleft())
     return ordered
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.loaders import DatasetNotFoundError, load_dialogues, read_dataset_file
 from mtsql.data.schema import find_database_dir, find_tables_json
+from mtsql.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +46,7 @@ def load_source(
     Raises ``ValueError`` for a bad combination or name and :class:`DatasetNotFoundError` when files are missing.
     """
     if (dataset is None) == (example is None):
-        raise ValueError("give exactly one of a dataset and an example")
+        raise ConfigError("give exactly one of a dataset and an example")
     if example is not None:
         from mtsql.examples import load_example  # the examples build their databases with the data layer
 
@@ -53,9 +54,9 @@ def load_source(
         dialogues = list(read_dataset_file(bundled.dialogues, "sparc", "example").dialogues)
         return DialogueSource(_subset(dialogues, limit, sample, seed), bundled.db_dir, bundled.tables)
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     if data_dir is None:
-        raise ValueError("a data folder is required with a dataset")
+        raise ConfigError("a data folder is required with a dataset")
     dialogues = load_dialogues(dataset, split, data_dir)  # type: ignore[arg-type]
     db_dir = find_database_dir(dataset, data_dir)  # type: ignore[arg-type]
     try:
@@ -69,8 +70,8 @@ def _subset(dialogues: list[Dialogue], limit: int | None, sample: int | None, se
     if sample is None:
         return dialogues[:limit]
     if limit is not None:
-        raise ValueError("give a limit or a sample, not both")
+        raise ConfigError("give a limit or a sample, not both")
     if sample < 1:
-        raise ValueError(f"sample must be at least 1, not {sample}")
+        raise ConfigError(f"sample must be at least 1, not {sample}")
     chosen = sorted(random.Random(seed).sample(range(len(dialogues)), min(sample, len(dialogues))))
     return [dialogues[i] for i in chosen]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mtsql.data.dialogue import Dialogue, Turn
-from mtsql.data.schema import DatabaseSchema, sample_values
+from mtsql.data.schema import DatabaseSchema, resolve_database_path, sample_values
 from mtsql.env.memory import HISTORY_MODES, NO_SQL, DialogueMemory, HistoryMode, describe_sql, result_text
 from mtsql.env.protocol import (
     Action,
@@ -51,6 +51,7 @@ from mtsql.env.protocol import (
 )
 from mtsql.env.templates import DEFAULT_TEMPLATES, TemplateSet, load_templates
 from mtsql.env.tools import EXEC_SQL, MEMORY_RETRIEVE, tool_schemas
+from mtsql.errors import ConfigError
 from mtsql.sql.executor import DEFAULT_TIMEOUT, ExecResult, execute, execute_isolated
 from mtsql.sql.preprocess import postprocess
 
@@ -150,9 +151,9 @@ class DialogueEnv:
         schema_values: int = 3,
     ) -> None:
         if history_mode not in HISTORY_MODES:
-            raise ValueError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {history_mode!r}")
+            raise ConfigError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {history_mode!r}")
         if max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1, not {max_steps}")
+            raise ConfigError(f"max_steps must be at least 1, not {max_steps}")
         self.db_dir = Path(db_dir)
         self.history_mode: HistoryMode = history_mode
         self.max_steps = max_steps
@@ -192,8 +193,7 @@ class DialogueEnv:
             raise ValueError(f"unknown reset option(s): {', '.join(sorted(options))}")
         if not dialogue.turns:
             raise ValueError(f"dialogue {dialogue.id} has no turns")
-        # os.path rather than pathlib: this runs once per episode, and pathlib costs more than the rest of reset
-        path = os.path.join(self.db_dir, dialogue.db_id, dialogue.db_id + ".sqlite")
+        path = os.fspath(resolve_database_path(self.db_dir, dialogue.db_id))
         try:
             st = os.stat(path)
         except OSError:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
+from mtsql.errors import ConfigError
 from mtsql.sql.executor import ExecResult
 
 HistoryMode = Literal["predicted", "oracle"]
@@ -58,7 +59,7 @@ class DialogueMemory:
         preview_chars: int = 50,
     ) -> None:
         if mode not in HISTORY_MODES:
-            raise ValueError(f"history mode must be one of {', '.join(HISTORY_MODES)}, not {mode!r}")
+            raise ConfigError(f"history mode must be one of {', '.join(HISTORY_MODES)}, not {mode!r}")
         self.mode: HistoryMode = mode
         self._describe = describe
         self._run = run

@@ -28,6 +28,8 @@ from pathlib import Path
 from string import Template
 from typing import Final
 
+from mtsql.errors import MtsqlError
+
 DEFAULT_TEMPLATES: Final = "mtsql-v1"
 
 #: Each template and the fields it may use (a template need not use all of them).
@@ -49,7 +51,7 @@ TEMPLATE_FIELDS: Final[Mapping[str, frozenset[str]]] = {
 }
 
 
-class TemplateError(ValueError):
+class TemplateError(MtsqlError, ValueError):
     """A template file that cannot be used, or a render call missing a field."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtsql.data.loaders import GoldQuery
+from mtsql.data.schema import resolve_database_path
+from mtsql.errors import ConfigError, InputError
 from mtsql.eval.exact_match import load_foreign_key_maps
 from mtsql.eval.turn import EvalType, TurnScore, prepare_prediction, score_turn
 
@@ -71,8 +73,8 @@ def _db_file(db_id: str) -> str | None:
     """``db_dir/db_id/db_id.sqlite`` if it is a file, looked up once per database."""
     if db_id not in _DB_FILES:
         assert _OPTIONS is not None
-        path = os.path.join(_OPTIONS.db_dir, db_id, f"{db_id}.sqlite")
-        _DB_FILES[db_id] = path if os.path.isfile(path) else None
+        path = resolve_database_path(_OPTIONS.db_dir, db_id)
+        _DB_FILES[db_id] = os.fspath(path) if path.is_file() else None
     return _DB_FILES[db_id]
 
 
@@ -88,7 +90,7 @@ def _evaluate_turn(session: int, turn: int, gold: GoldQuery, pred: str) -> TurnR
     }
     db_file = _db_file(gold.db_id)
     if db_file is None:
-        missing = os.path.join(options.db_dir, gold.db_id, gold.db_id + ".sqlite")
+        missing = resolve_database_path(options.db_dir, gold.db_id)
         return TurnResult(**place, skipped=True, error=f"database missing: {missing}")
     score = score_turn(
         pred,
@@ -174,23 +176,23 @@ def evaluate_turns(
     """Verdicts for every session (outer list) and turn (inner list). ``kmaps``: the foreign-key maps of
     ``options.tables`` when the caller has them already (read from the file otherwise)."""
     if len(gold) != len(preds):
-        raise ValueError(
+        raise InputError(
             f"the prediction file has {len(preds)} sessions but the gold file has {len(gold)}: "
             "sessions are separated by blank lines and must correspond one to one"
         )
     if kmaps is None:
         kmaps = load_foreign_key_maps(options.tables) if options.tables else {}
     if options.etype in ("all", "match") and options.tables is None:
-        raise ValueError("exact set match needs the tables.json file (--table)")
+        raise ConfigError("exact set match needs the tables.json file (--table)")
     extra = extra_predictions(gold, preds)
     if extra and options.strict:
-        raise ValueError(
+        raise InputError(
             f"{extra} prediction(s) beyond the end of their gold session: the sessions are out of step (blank lines "
             "separate sessions in both files)"
         )
     absent = databases_without_tables(gold, kmaps) if options.etype in ("all", "match") else {}
     if absent and options.strict:
-        raise ValueError(
+        raise InputError(
             f"{', '.join(absent)} not in {options.tables}: exact match would compare their turns without "
             "foreign keys (scores silently differ); add them to the file, or leave out --strict to have them counted"
         )

@@ -32,6 +32,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
+from mtsql.errors import MtsqlError
 from mtsql.sql.grammar import WHERE_OPS
 from mtsql.sql.parse import Schema
 
@@ -78,7 +79,7 @@ class PartialScore(TypedDict):
     pred_total: int
 
 
-class UncomparableTablesError(TypeError):
+class UncomparableTablesError(MtsqlError, TypeError):
     """The official evaluator crashes on this pair: it sorts FROM units holding two different subqueries."""
 
 

@@ -76,7 +76,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from mtsql.sql.executor import ExecResult, execute, execute_isolated
@@ -87,7 +86,6 @@ __all__ = [
     "TIMEOUT",
     "ExecVerdict",
     "clear_gold_cache",
-    "database_file",
     "database_paths",
     "exec_match",
     "order_matters",
@@ -322,11 +320,6 @@ def _some_permutation_matches(result1: Sequence[tuple], result2: Sequence[tuple]
 # ---------------------------------------------------------------------------------------------------------
 
 
-def database_file(db_dir: str | os.PathLike[str], db_id: str) -> Path:
-    """The path the official evaluator builds for a database id: ``db_dir/db_id/db_id.sqlite``."""
-    return Path(db_dir) / db_id / f"{db_id}.sqlite"
-
-
 def database_paths(db_file: str | os.PathLike[str], *, strict: bool = False) -> list[str]:
     """The databases an execution match checks: the entries of ``db_file``'s folder named like ``*.sqlite*``.
 
@@ -417,13 +410,13 @@ def exec_match(
     """Execution match of ``pred`` against ``gold`` on every database of ``db_folder``.
 
     ``db_file`` is what the official evaluator passes (``db_dir/db_id/db_id.sqlite``, see
-    :func:`database_file`) and ``db_folder`` its folder (the official code takes ``os.path.dirname(db_file)``;
-    only the name of ``db_file`` is used, inside ``db_folder``). ``keep_distinct`` is the official
-    ``--keep_distinct``; ``strict`` fixes the quirks listed in the module's documentation; ``timeout`` limits
-    each execution (seconds); ``immutable`` opens the databases with ``immutable=1`` (faster, only for files
+    :func:`mtsql.data.resolve_database_path`) and ``db_folder`` its folder (the official code takes
+    ``os.path.dirname(db_file)``; only the name of ``db_file`` is used, inside ``db_folder``). ``keep_distinct`` is
+    the official ``--keep_distinct``; ``strict`` fixes the quirks listed in the module's documentation; ``timeout``
+    limits each execution (seconds); ``immutable`` opens the databases with ``immutable=1`` (faster, only for files
     nothing writes to); ``isolate`` runs each query in a worker process killed when it overruns ``timeout``
-    (:func:`~mtsql.sql.executor.execute_isolated`: a hard limit also for a single slow built-in function; off,
-    such a call can overrun). ``plug_value`` is the official ``--plug_value`` (step 5), trying at most
+    (:func:`~mtsql.sql.executor.execute_isolated`: a hard limit also for a single slow built-in function; off, such
+    a call can overrun). ``plug_value`` is the official ``--plug_value`` (step 5), trying at most
     ``plug_value_limit`` plugged predictions. Never raises for a problem of the queries or the databases.
     """
     folder = os.fspath(db_folder)

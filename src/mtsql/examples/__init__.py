@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from mtsql.data.schema import resolve_database_path
+from mtsql.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class Example:
@@ -35,9 +38,9 @@ def load_example(name: str = "festival", root: Path | None = None) -> Example:
     """Build the example's database (once) and return the paths of its files."""
     source = resources.files("mtsql.examples") / name
     if not source.is_dir():
-        raise ValueError(f"unknown example {name!r}")
+        raise ConfigError(f"unknown example {name!r}")
     target = (root or _cache_root()) / name
-    db_file = target / "database" / name / f"{name}.sqlite"
+    db_file = resolve_database_path(target / "database", name)
     script = (source / f"{name}.sql").read_text(encoding="utf-8")
     stamp = target / "database" / name / ".source"
     if not db_file.is_file() or not stamp.is_file() or stamp.read_text(encoding="utf-8") != script:

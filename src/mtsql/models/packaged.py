@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from mtsql.errors import MtsqlError
+
 #: Gemma's own turn format (``<start_of_turn>user`` / ``<start_of_turn>model``), for the Gemma 3 270M base file,
 #: which carries no chat template. Like the instruction-tuned Gemma template it has no system or tool role and
 #: refuses turns that do not alternate; the rollout engine folds the protocol's system text and tool replies
@@ -56,7 +58,7 @@ GEMMA_TURNS_TEMPLATE: Final = (
 MANIFEST: Final = "mtsql-model.json"
 
 
-class ModelError(ValueError):
+class ModelError(MtsqlError, ValueError):
     """A model cannot be had: an unknown name, a failed download, a corrupted file, a failed conversion."""
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 from mtsql.data import DATASETS, DatasetNotFoundError, Dialogue, load_dialogues, read_dataset_file
 from mtsql.env import DialogueEnv, GoldPolicy, Message, load_templates, tool_schemas
 from mtsql.env.protocol import Action, VerdictTag
+from mtsql.errors import ConfigError
 from mtsql.examples import load_example
 
 if TYPE_CHECKING:
@@ -107,7 +108,9 @@ def train_tokenizer(
     from trl.chat_template_utils import qwen3_chat_template
 
     if vocab_size < _MIN_VOCAB:
-        raise ValueError(f"vocab_size must be at least {_MIN_VOCAB} (256 bytes and the added tokens), not {vocab_size}")
+        raise ConfigError(
+            f"vocab_size must be at least {_MIN_VOCAB} (256 bytes and the added tokens), not {vocab_size}"
+        )
     # Train in exactly the pipeline Qwen2Tokenizer rebuilds when it loads the checkpoint.
     pipeline = Qwen2Tokenizer().backend_tokenizer
     bpe = Tokenizer(models.BPE())
@@ -163,11 +166,11 @@ class ModelShape:
 
     def check(self) -> None:
         if min(self.num_layers, self.num_heads, self.num_key_value_heads, self.intermediate_size) < 1:
-            raise ValueError(f"every size of the model must be at least 1: {self}")
+            raise ConfigError(f"every size of the model must be at least 1: {self}")
         if self.head_dim < 2 or self.head_dim % 2:  # rotary embeddings need an even head size
-            raise ValueError(f"head_dim must be even and at least 2, not {self.head_dim}")
+            raise ConfigError(f"head_dim must be even and at least 2, not {self.head_dim}")
         if self.num_heads % self.num_key_value_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_key_value_heads")
+            raise ConfigError(f"num_heads ({self.num_heads}) must be a multiple of num_key_value_heads")
 
     def qwen3_config(self, vocab_size: int, pad_token_id: int, eos_token_id: int, dtype: str = "float32") -> Any:
         """The ``Qwen3Config`` of this shape with ``vocab_size`` embedding rows (tied, as the small Qwen3s)."""
@@ -220,9 +223,9 @@ def build_tiny_model(
     after seeding torch with ``seed`` inside a forked random state, so the caller's stays untouched.
     """
     if num_layers < 1 or num_heads < 1:
-        raise ValueError(f"num_layers ({num_layers}) and num_heads ({num_heads}) must be at least 1")
+        raise ConfigError(f"num_layers ({num_layers}) and num_heads ({num_heads}) must be at least 1")
     if hidden_size < 2 or hidden_size % (2 * num_heads):  # rotary embeddings need an even head size
-        raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of 2 * num_heads ({num_heads})")
+        raise ConfigError(f"hidden_size ({hidden_size}) must be a multiple of 2 * num_heads ({num_heads})")
     shape = ModelShape(
         hidden_size=hidden_size,
         intermediate_size=3 * hidden_size,
@@ -255,11 +258,11 @@ def build_model(
 
     if isinstance(shape, str):
         if shape not in QWEN3_SHAPES:
-            raise ValueError(f"unknown model shape {shape!r}: one of {', '.join(QWEN3_SHAPES)}")
+            raise ConfigError(f"unknown model shape {shape!r}: one of {', '.join(QWEN3_SHAPES)}")
         shape = QWEN3_SHAPES[shape]
     shape.check()
     if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
+        raise ConfigError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}")
     if corpus is None:
         texts = tiny_corpus(data_dir)
     else:
@@ -267,7 +270,7 @@ def build_model(
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size, model_max_length=shape.max_position_embeddings)
     if shape.vocab_size is not None:
         if shape.vocab_size < len(tokenizer):
-            raise ValueError(f"vocab_size {shape.vocab_size} is below the tokenizer's {len(tokenizer)} tokens")
+            raise ConfigError(f"vocab_size {shape.vocab_size} is below the tokenizer's {len(tokenizer)} tokens")
         reserved = range(len(tokenizer), shape.vocab_size)
         tokenizer.add_tokens(
             [AddedToken(f"<|reserved_{i}|>", special=True, normalized=False) for i in reserved], special_tokens=True

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from mtsql.errors import ConfigError
+
 #: The reward components, in the order they are reported.
 COMPONENTS: Final = ("exec", "exact", "exec_verify", "coherence", "clause_f1", "format")
 
@@ -56,9 +58,9 @@ class RewardConfig:
         for name in ("empty_no_pass_credit", "coherence_f1_threshold", "empty_gold_weight"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, not {value}")
+                raise ConfigError(f"{name} must be between 0 and 1, not {value}")
         if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout}")
+            raise ConfigError(f"timeout must be positive, not {self.timeout}")
 
     def weight(self, component: str) -> float:
         """The weight of one of :data:`COMPONENTS`."""
@@ -79,7 +81,7 @@ class RewardConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown reward setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown reward setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
 
     @classmethod
@@ -95,5 +97,5 @@ class RewardConfig:
         if section is not None and isinstance(data, Mapping):
             data = data.get(section) or {}
         if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: the reward settings must be a mapping, found {type(data).__name__}")
+            raise ConfigError(f"{path}: the reward settings must be a mapping, found {type(data).__name__}")
         return cls.from_dict(data)

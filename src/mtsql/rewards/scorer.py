@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mtsql.data.loaders import sql_line
+from mtsql.data.schema import resolve_database_path
 from mtsql.env.environment import EpisodeRecord, TurnRecord
 from mtsql.env.tools import EXEC_SQL, MEMORY_RETRIEVE
 from mtsql.eval.exact_match import clause_f1, load_foreign_key_maps, normalize_for_match
@@ -189,7 +190,7 @@ class RewardScorer:
     # --- cache fillers ---------------------------------------------------------------------------------------
 
     def _db_file(self, db_id: str) -> Path:
-        return self.db_dir / db_id / f"{db_id}.sqlite"
+        return resolve_database_path(self.db_dir, db_id)
 
     def _compute_kmap(self, db_id: str) -> Mapping[str, str]:
         if self._kmaps is not None:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from mtsql.backends.base import Generation
+from mtsql.errors import MtsqlError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -42,7 +43,7 @@ _MARK = "\u2063mtsql-segment-end\u2063"  # never written by a model or a templat
 _REFERENCE: tuple[Message, ...] = ({"role": "system", "content": "s"}, {"role": "user", "content": "q"})
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(MtsqlError, ValueError):
     """The tokenizer has no chat template, or its template cannot render the protocol's messages."""
 
 

@@ -33,6 +33,7 @@ from mtsql.data.schema import resolve_database_path
 from mtsql.env.environment import DialogueEnv, Policy
 from mtsql.env.memory import HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
+from mtsql.errors import ConfigError, MtsqlError
 from mtsql.rewards.config import RewardConfig
 from mtsql.rewards.scorer import RewardScorer
 from mtsql.rollout.chat import ChatFormat
@@ -69,7 +70,7 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         for name in ("samples", "max_steps", "concurrency", "max_errors"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
 
 
 @dataclass(slots=True)
@@ -406,7 +407,7 @@ def episode_id(dialogue_id: str, sample: int) -> str:
     return f"{dialogue_id}#{sample}"
 
 
-class RecordsFileError(ValueError):
+class RecordsFileError(MtsqlError, ValueError):
     """An output file that is not a records file this run may append to; nothing in it was changed."""
 
 

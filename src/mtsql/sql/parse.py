@@ -43,6 +43,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from mtsql.errors import MtsqlError
 from mtsql.sql.grammar import AGG_OPS, COND_OPS, ORDER_OPS, SQL_OPS, UNIT_OPS, WHERE_OPS
 from mtsql.sql.tokenize import SQLTokenizeError, tokenize
 
@@ -68,7 +69,7 @@ _COLUMN_VALUE_END = _CLAUSE_KEYWORDS | _JOIN_KEYWORDS | {",", ")", "and"}
 SQLDict = dict[str, Any]
 
 
-class SQLParseError(ValueError):
+class SQLParseError(MtsqlError, ValueError):
     """The official parser rejects this query (it would raise; the official then scores the empty query)."""
 
 

@@ -26,10 +26,12 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 
+from mtsql.errors import MtsqlError
+
 __all__ = ["SQLTokenizeError", "split_sentences", "tokenize", "word_tokenize"]
 
 
-class SQLTokenizeError(ValueError):
+class SQLTokenizeError(MtsqlError, ValueError):
     """The query cannot be tokenized the official way (an odd number of quote characters)."""
 
 

@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtsql.data.dialogue import Dialogue
 from mtsql.env.tools import TOOL_NAMES
+from mtsql.errors import MtsqlError
 
 if TYPE_CHECKING:
     from mtsql.env.environment import DialogueEnv
@@ -77,7 +78,7 @@ ABILITY = "text2sql"
 _CALL_OPEN = "<tool_call>"
 
 
-class IncompleteEpisode(ValueError):
+class IncompleteEpisode(MtsqlError, ValueError):
     """An episode that ended before its last question (its context ran out): its later questions are unknown."""
 
 

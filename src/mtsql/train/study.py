@@ -46,6 +46,7 @@ import yaml
 from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.data.sources import DialogueSource
+from mtsql.errors import MtsqlError
 from mtsql.train.files import write_json, write_jsonl
 
 ARMS: Final = ("zero-shot", "one-shot-sft", "protocol-sft", "self-taught", "grpo")
@@ -53,7 +54,7 @@ ARMS: Final = ("zero-shot", "one-shot-sft", "protocol-sft", "self-taught", "grpo
 _STARTS: Final = {"self-taught": ("protocol-sft",), "grpo": ("self-taught", "protocol-sft")}
 
 
-class StudyError(ValueError):
+class StudyError(MtsqlError, ValueError):
     """A study that cannot run as configured (a bad config, an arm whose starting arm is missing)."""
 
 
