@@ -49,7 +49,7 @@ def one_thread() -> Iterator[None]:
 def start_server(checkpoint: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
     """``mtsql serve`` as users start it, on a free loopback port; returns once ``/health`` answers."""
     command = [sys.executable, "-m", "mtsql", "serve", "--model", str(checkpoint), "--port", "0"]
-    command += ["--served-model-name", MODEL, "--max-batch-size", "8", "-o", "device=cpu"]
+    command += ["--served-model-name", MODEL, "--max-batch-size", "8", "--option", "device=cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with log.open("w") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)

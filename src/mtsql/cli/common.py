@@ -168,10 +168,18 @@ def backend_options(
     else:
         options = {"seed": seed}
     options = {key: value for key, value in options.items() if value is not None}
+    options.update(key_value_options(pairs, param_hint="--backend-option"))
+    return options
+
+
+def key_value_options(pairs: list[str] | None, *, param_hint: str) -> dict[str, Any]:
+    """Keyword arguments from ``KEY=VALUE`` pairs (VALUE read as JSON if it parses, else as text; ``-`` in KEY read
+    as ``_``), so every command passes options to a backend the same way."""
+    options: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--backend-option")
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=param_hint)
         try:
             options[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:

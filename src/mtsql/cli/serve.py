@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-LOCAL_BACKENDS = ("transformers", "vllm", "llamacpp")
+from mtsql.cli.common import BackendChoice, key_value_options, quiet_hub
+
+#: The engines a server can run: ``openai`` is a client of a server, not one to serve.
+LOCAL_BACKENDS = tuple(choice.value for choice in BackendChoice if choice is not BackendChoice.openai)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,9 +37,8 @@ def serve_command(
         list[str] | None,
         typer.Option(
             "--option",
-            "-o",
-            help="A backend option KEY=VALUE (VALUE read as JSON when it parses, else as text), e.g. -o device=cuda "
-            "-o dtype=bfloat16; repeatable.",
+            help="A backend option KEY=VALUE (VALUE read as JSON when it parses, else as text), e.g. --option "
+            "device=cuda --option dtype=bfloat16; repeatable.",
         ),
     ] = None,
     log_requests: Annotated[bool, typer.Option("--log-requests", help="Log every request on stderr.")] = False,
@@ -63,17 +63,14 @@ def serve_command(
     """
     if backend not in LOCAL_BACKENDS:
         raise typer.BadParameter(f"must be one of {', '.join(LOCAL_BACKENDS)}", param_hint="--backend")
-    options = _options(option or [])
+    options = key_value_options(option, param_hint="--option")
     _check_address(host, port)  # before the model loads: a wrong host or a taken port is known at once
     logging.basicConfig(level=logging.INFO if log_requests else logging.WARNING, format="%(levelname)s %(message)s")
 
     from mtsql.backends import BatchedBackend, load_backend
     from mtsql.serve import OpenAIServer
 
-    with contextlib.suppress(ImportError):  # no progress bars in a server's log
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
+    quiet_hub()  # no progress bars in a server's log
 
     try:
         engine = load_backend(backend, model, **options)
@@ -111,16 +108,3 @@ def _check_address(host: str, port: int) -> None:
     except OSError as err:
         typer.echo(f"mtsql serve: cannot listen on {host}:{port}: {err.strerror or err}", err=True)
         raise typer.Exit(code=2) from None
-
-
-def _options(pairs: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
-        try:
-            options[key] = json.loads(text)
-        except ValueError:
-            options[key] = text
-    return options
