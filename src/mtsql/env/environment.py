@@ -91,6 +91,11 @@ class TurnRecord:
     memory_expected: bool = False
     memory_retrieved: bool = False
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnRecord:
+        """A turn read back from its ``dataclasses.asdict`` (an episode record's ``turns``)."""
+        return cls(**{**data, "calls": [ToolCall(**call) for call in data.get("calls", ())]})
+
 
 @dataclass(slots=True)
 class EpisodeRecord:
