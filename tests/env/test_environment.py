@@ -337,3 +337,28 @@ def test_caller_errors_raise(db_dir: Path, dialogue: Dialogue) -> None:
     with pytest.raises(ValueError, match="max_steps"):
         DialogueEnv(db_dir, max_steps=0)
     assert [tool["function"]["name"] for tool in env.tools] == ["exec_sql", "memory_retrieve"]
+
+
+def test_reset_takes_the_dialogue_as_an_option_and_close_releases_the_episode(db_dir: Path, dialogue: Dialogue) -> None:
+    env = DialogueEnv(db_dir)
+    positional = env.reset(dialogue, seed=3)
+    assert env.reset(options={"dialogue": dialogue}) == positional
+    assert env.reset(seed=None, options={"dialogue": dialogue})[0] == positional[0]
+    with pytest.raises(TypeError, match="not both"):
+        env.reset(dialogue, options={"dialogue": dialogue})
+    with pytest.raises(TypeError, match="needs a dialogue"):
+        env.reset()
+    with pytest.raises(TypeError, match="needs a dialogue"):
+        env.reset(options={})
+    env.step(exec_sql("SELECT name FROM singer"))
+    env.close()
+    assert env.record is None and env.dialogue is None
+    env.close()  # idempotent
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(exec_sql("SELECT 1"))
+    env.stop()  # nothing to stop
+    record = run_episode(env, dialogue, GoldPolicy(dialogue))  # usable again after close
+    assert [turn.answered for turn in record.turns] == [True, True, True]
+    env.close()
+    never_reset = DialogueEnv(db_dir)
+    never_reset.close()

@@ -182,8 +182,8 @@ def export_command(
     """Convert episode records for other trainers: LLaMA-Factory ShareGPT with tools (and its dataset_info.json
     entry), verl multi-turn SFT parquet, or verl RL parquet (prompts and gold SQL). Records that cannot be
     converted are skipped and listed."""
+    from mtsql.integrations.export import to_llamafactory, to_verl_rl, to_verl_sft
     from mtsql.rollout import read_episodes
-    from mtsql.train.export import to_llamafactory, to_verl_rl, to_verl_sft
 
     try:
         episodes = [episode for path in records for episode in read_episodes(path)]

@@ -1,5 +1,13 @@
-"""The long-horizon environment: the tool protocol, dialogue memory, reply templates, tool schemas, and the
-gymnasium-style :class:`DialogueEnv` over whole dialogues."""
+"""The long-horizon environment: the tool protocol, dialogue memory, reply templates, tool schemas, and
+:class:`DialogueEnv` over whole dialogues.
+
+``DialogueEnv``'s contract has Gymnasium's shape without being a ``gymnasium.Env`` (no spaces, no ``np_random``;
+nothing here imports gymnasium): ``reset(dialogue, *, seed=None, options=None) -> (messages, info)`` with the
+dialogue positionally or as ``options={"dialogue": ...}`` and ``seed`` ignored (the environment is deterministic),
+``step(model_text) -> (messages, 0.0, terminated, truncated, info)``, and an idempotent ``close()``. The true
+``gymnasium.Env`` is :class:`mtsql.integrations.gymnasium.DialogueGymEnv`; TRL's ``environment_factory`` adapter
+is :mod:`mtsql.integrations.trl`.
+"""
 
 from mtsql.env.environment import (
     DialogueEnv,

@@ -1,10 +1,19 @@
 """The long-horizon environment: one episode is a whole dialogue, one step is one assistant message.
 
-It follows the gymnasium contract without depending on gymnasium: ``reset(dialogue) -> (observation, info)``
-and ``step(model_text) -> (observation, reward, terminated, truncated, info)``. Observations are lists of chat
-messages (``{"role", "content"}``; tool replies are ``{"role": "tool", "name": ..., "content": ...}``), ready
-for a chat template: ``reset`` gives the system prompt and the first question (with the database schema);
-each step gives the tool reply, an error observation, or, once a question is finished, the next question.
+The contract (Gymnasium's shape, but not a ``gymnasium.Env``: no spaces, no ``np_random``, and the episode's
+dialogue is an argument of ``reset``; :mod:`mtsql.integrations.gymnasium` wraps it as a true one):
+
+- ``reset(dialogue, *, seed=None, options=None) -> (observation, info)`` starts an episode on ``dialogue``,
+  given positionally or as ``options={"dialogue": dialogue}`` (the only option); ``seed`` is accepted and
+  ignored, the environment being deterministic.
+- ``step(model_text) -> (observation, reward, terminated, truncated, info)`` applies one assistant message.
+- ``close()`` ends the current episode without recording more and releases it; it may be called any number
+  of times, and ``reset`` starts a new episode after it.
+
+Observations are lists of chat messages (``{"role", "content"}``; tool replies are ``{"role": "tool",
+"name": ..., "content": ...}``), ready for a chat template: ``reset`` gives the system prompt and the first
+question (with the database schema); each step gives the tool reply, an error observation, or, once a question
+is finished, the next question.
 
 Per question the model has ``max_steps`` messages (4, as the original). A question ends with
 ``<answer_sql>``, or when its budget runs out: then the last SQL executed with ``exec_sql`` (or the empty
@@ -130,7 +139,8 @@ def schema_text(db_path: str, signature: object, values_per_column: int) -> str:
 
 
 class DialogueEnv:
-    """A gymnasium-style environment over whole dialogues; see the module docstring for the contract.
+    """The environment over whole dialogues: ``reset(dialogue)``, ``step(model_text)``, ``close()``; see the module
+    docstring for the contract.
 
     ``db_dir`` holds ``<db_id>/<db_id>.sqlite``. ``templates`` is a built-in name, a TOML path or a loaded
     :class:`TemplateSet`. ``result_chars`` and ``preview_chars`` cut the results shown in tool replies and in
@@ -186,16 +196,29 @@ class DialogueEnv:
         return tool_schemas()
 
     def reset(
-        self, dialogue: Dialogue, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+        self,
+        dialogue: Dialogue | None = None,
+        *,
+        seed: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[list[Message], dict[str, Any]]:
         """Start an episode on ``dialogue``: returns the system and first-question messages.
 
-        ``seed`` is accepted for the gymnasium signature (the environment is deterministic); no ``options``
-        are defined. Raises ``FileNotFoundError`` when the dialogue's database is missing and ``ValueError``
-        for a dialogue without turns: these are caller errors, unlike anything the model writes.
+        The dialogue is given positionally or as ``options={"dialogue": dialogue}`` (the one option defined),
+        exactly once. ``seed`` is accepted and ignored: the environment is deterministic. Raises ``TypeError``
+        without a dialogue or with two, ``ValueError`` for another option or a dialogue without turns, and
+        ``FileNotFoundError`` when the dialogue's database is missing: these are caller errors, unlike anything
+        the model writes.
         """
         if options:
-            raise ValueError(f"unknown reset option(s): {', '.join(sorted(options))}")
+            unknown = sorted(set(options) - {"dialogue"})
+            if unknown:
+                raise ValueError(f"unknown reset option(s): {', '.join(unknown)} (the one option is 'dialogue')")
+            if dialogue is not None:
+                raise TypeError("reset() takes the dialogue positionally or as options['dialogue'], not both")
+            dialogue = options["dialogue"]
+        if dialogue is None:
+            raise TypeError("reset() needs a dialogue, positionally or as options['dialogue']")
         if not dialogue.turns:
             raise ValueError(f"dialogue {dialogue.id} has no turns")
         path = os.fspath(resolve_database_path(self.db_dir, dialogue.db_id))
@@ -301,6 +324,18 @@ class DialogueEnv:
             return
         self._close_turn(self._last_exec_sql, truncated=True)
         self._done = True
+
+    def close(self) -> None:
+        """End the current episode, if any, without recording more (unlike :meth:`stop`, nothing is closed as
+        truncated) and release what it holds: its dialogue, record, memory and results. Idempotent; ``reset``
+        starts a new episode afterwards. The SQL worker processes and cached connections are shared by every
+        environment of a thread and stay (a worker stops with its thread;
+        :func:`mtsql.sql.executor.close_cached_connections` closes the connections)."""
+        self._done = True
+        self._dialogue = None
+        self.record = None
+        for name in ("_memory", "_memory_lines", "_results", "_turn", "_last_exec", "_last_memory", "_base_info"):
+            self.__dict__.pop(name, None)
 
     @property
     def dialogue(self) -> Dialogue | None:

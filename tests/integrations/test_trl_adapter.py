@@ -29,7 +29,7 @@ from mtsql.env import (
     run_episode,
     tool_schemas,
 )
-from mtsql.env.trl import SQLToolEnvironment, TRLReward, question_rows
+from mtsql.integrations.trl import SQLToolEnvironment, TRLReward, question_rows
 from mtsql.rewards import RewardScorer
 
 PASS = format_verdict(VerdictTag.EXEC, True)

@@ -17,14 +17,14 @@ from mtsql.env import DialogueEnv, GoldPolicy, Message, tool_schemas
 pytest.importorskip("trl")  # the tiny tokenizer's chat template is TRL's copy of Qwen3's
 
 from mtsql.backends import TokenizerOnly
-from mtsql.rollout import RolloutConfig, RolloutEngine
-from mtsql.train.export import (
+from mtsql.integrations.export import (
     chat_messages,
     to_llamafactory,
     to_verl_rl,
     to_verl_sft,
     verl_rl_example,
 )
+from mtsql.rollout import RolloutConfig, RolloutEngine
 from mtsql.train.gold import gold_records
 
 
