@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import pytest
 from mtsql.data import read_dataset_file
 from mtsql.env import DialogueEnv, GoldPolicy
 from mtsql.examples import load_example
-from mtsql.rollout.engine import _step_record
+from mtsql.rollout.trajectory import Step
 
 pytest.importorskip("transformers")
 
@@ -78,10 +79,10 @@ def test_each_kind_of_step_is_shown(db: Path) -> None:
     env, policy = DialogueEnv(example.db_dir), GoldPolicy(dialogue)
     observation, info = env.reset(dialogue)
     steps: list[dict[str, Any]] = []
-    while not steps or not steps[-1]["turn_done"] or steps[-1]["turn"] < 1:
+    while not steps or not steps[-1].turn_done or steps[-1].turn < 1:
         text = policy(observation, info)
         observation, _, _, _, info = env.step(text)
-        steps.append(_step_record(info, text, "stop", 1))
+        steps.append(Step.from_info(info, text, "stop", 1))
     out = io.StringIO()
     console = Console(file=out, width=200, highlight=False)
     for step in steps:
@@ -91,8 +92,9 @@ def test_each_kind_of_step_is_shown(db: Path) -> None:
     assert "The Lanterns" in shown and "Saltwater Choir" in shown  # the result table
     assert "exec_verify: pass" in shown and "memory_verify: pass" in shown
     assert "memory_retrieve: checking coherence" in shown
-    malformed = {**steps[0], "error_kind": "no_action", "error": "no tool call", "text": "<think>hmm</think> x",
-                 "verdict": None, "action": None}  # fmt: skip
+    malformed = dataclasses.replace(
+        steps[0], error_kind="no_action", error="no tool call", text="<think>hmm</think> x", verdict=None, action=None
+    )
     out.truncate(0)
     show_step(console, malformed, db)
     assert "hmm" in out.getvalue() and "malformed (no_action): no tool call" in out.getvalue()

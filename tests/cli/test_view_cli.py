@@ -33,11 +33,11 @@ def records(
     engine = RolloutEngine(TokenizerOnly(str(checkpoint)), example.db_dir, RolloutConfig(), rewards=RewardConfig())
     rows = list(gold_records(engine, [*dialogues[:3], wrong]))
     for row in rows:  # marked missed (EX and EM 0), as a rollout answering the first question so would be
-        if row["dialogue_id"] == "wrong":
-            question = row["rewards"]["questions"][0]
+        if row.dialogue_id == "wrong":
+            question = row.rewards["questions"][0]
             question.update(exec=0.0, exact=0.0, total=question["total"] - 2)
     path = tmp_path_factory.mktemp("view") / "records.jsonl"
-    lines = [json.dumps(row) for row in rows] + [json.dumps({"id": "not an episode"})]
+    lines = [json.dumps(row.to_dict()) for row in rows] + [json.dumps({"id": "not an episode"})]
     path.write_text("\n".join(lines) + "\n" + lines[0][:50], encoding="utf-8")  # and a last line cut by a crash
     return path
 

@@ -24,7 +24,7 @@ from mtsql.integrations.export import (
     to_verl_sft,
     verl_rl_example,
 )
-from mtsql.rollout import RolloutConfig, RolloutEngine
+from mtsql.rollout import RolloutConfig, RolloutEngine, Trajectory
 from mtsql.train.gold import gold_records
 
 
@@ -60,7 +60,7 @@ class _Loose(GoldPolicy):
 
 
 @pytest.fixture(scope="module")
-def records(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> list[dict[str, Any]]:
+def records(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> list[Trajectory]:
     """Gold trajectories (4 messages a question), the same with 2 (later questions run out of budget: a tool
     reply and the next question follow one message), and one loosely written episode."""
     gold = list(gold_records(_engine(tokenizer, example), dialogues))
@@ -83,11 +83,11 @@ def _qwen_function_text(value: str) -> str:
 
 
 def _replies(step: dict[str, Any]) -> str:
-    return "\n\n".join(message["content"] for message in step["observation"])
+    return "\n\n".join(message["content"] for message in step.observation)
 
 
 def test_llamafactory_sharegpt_keeps_every_message_in_order_and_alternates(
-    records: list[dict[str, Any]], tmp_path: Path
+    records: list[Trajectory], tmp_path: Path
 ) -> None:
     info_path = tmp_path / "dataset_info.json"
     info_path.write_text(json.dumps({"other": {"file_name": "other.json"}}))
@@ -101,10 +101,10 @@ def test_llamafactory_sharegpt_keeps_every_message_in_order_and_alternates(
         "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
     }
     assert counts.rows == len(rows) == len(records) and not counts.skipped
-    assert counts.assistant_messages == sum(len(record["steps"]) for record in records)
+    assert counts.assistant_messages == sum(len(record.steps) for record in records)
     merged = 0
     for row, record in zip(rows, records, strict=True):
-        system, question = record["prompt_messages"]
+        system, question = record.prompt_messages
         assert row["system"] == system["content"] and json.loads(row["tools"]) == tool_schemas()
         turns = row["conversations"]
         # LLaMA-Factory drops an example unless human/observation and gpt/function_call alternate, starting
@@ -112,15 +112,15 @@ def test_llamafactory_sharegpt_keeps_every_message_in_order_and_alternates(
         assert turns[0] == {"from": "human", "value": question["content"]} and len(turns) % 2 == 0
         for index, turn in enumerate(turns):
             assert turn["from"] in (("human", "observation"), ("gpt", "function_call"))[index % 2]
-        steps = record["steps"]
+        steps = record.steps
         assert len(turns) == 2 * len(steps)
         for turn, step in zip(turns[1::2], steps, strict=True):
             written = _qwen_function_text(turn["value"]) if turn["from"] == "function_call" else turn["value"]
-            assert written == step["text"]
+            assert written == step.text
         for turn, step in zip(turns[2::2], steps, strict=False):
             assert turn["value"] == _replies(step)
-            assert turn["from"] == ("observation" if step["observation"][0]["role"] == "tool" else "human")
-            merged += len(step["observation"]) > 1
+            assert turn["from"] == ("observation" if step.observation[0]["role"] == "tool" else "human")
+            merged += len(step.observation) > 1
     froms = [turn["from"] for row in rows for turn in row["conversations"]]
     assert counts.tool_calls == froms.count("function_call") > 0
     assert merged > 0  # a tool reply and the next question, one turn
@@ -131,14 +131,14 @@ def test_llamafactory_sharegpt_keeps_every_message_in_order_and_alternates(
     )
 
 
-def test_loosely_written_messages_stay_as_the_model_wrote_them(records: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_loosely_written_messages_stay_as_the_model_wrote_them(records: list[Trajectory], tmp_path: Path) -> None:
     record = records[-1]
     to_llamafactory([record], tmp_path / "loose.json")
     turns = json.loads((tmp_path / "loose.json").read_text())[0]["conversations"]
-    steps = record["steps"]
-    assert [step["action"] for step in steps[:3]] == ["exec_sql", None, "exec_sql"]
+    steps = record.steps
+    assert [step.action for step in steps[:3]] == ["exec_sql", None, "exec_sql"]
     # thinking before the call, a broken call, compact JSON: gpt turns with the exact text
-    assert [(t["from"], t["value"]) for t in turns[1:7:2]] == [("gpt", step["text"]) for step in steps[:3]]
+    assert [(t["from"], t["value"]) for t in turns[1:7:2]] == [("gpt", step.text) for step in steps[:3]]
     assert [t["from"] for t in turns[2:7:2]] == ["observation", "human", "observation"]
     messages = chat_messages(record)
     assistant = [m for m in messages if m["role"] == "assistant"]
@@ -146,11 +146,11 @@ def test_loosely_written_messages_stay_as_the_model_wrote_them(records: list[dic
     assert assistant[0]["content"] == "<think>\nRun the query first.\n</think>\n"
     assert assistant[0]["tool_calls"][0]["function"]["name"] == "exec_sql"
     assert [m.get("tool_calls") for m in assistant[1:3]] == [None, None]
-    assert [m["content"] for m in assistant[1:3]] == [step["text"] for step in steps[1:3]]
+    assert [m["content"] for m in assistant[1:3]] == [step.text for step in steps[1:3]]
 
 
 def test_verl_sft_parquet_renders_back_to_the_episode(
-    records: list[dict[str, Any]], tokenizer: Any, tmp_path: Path
+    records: list[Trajectory], tokenizer: Any, tmp_path: Path
 ) -> None:
     from datasets import Dataset
 
@@ -163,11 +163,11 @@ def test_verl_sft_parquet_renders_back_to_the_episode(
         messages = [{key: value for key, value in m.items() if value is not None} for m in row["messages"]]
         assert messages == chat_messages(record)
         assert row["tools"] == tool_schemas() and row["enable_thinking"] is True
-        assert messages[:2] == record["prompt_messages"]
+        assert messages[:2] == record.prompt_messages
         assistant = [m for m in messages if m["role"] == "assistant"]
-        assert len(assistant) == len(record["steps"])
+        assert len(assistant) == len(record.steps)
         replies = [m for m in messages[2:] if m["role"] != "assistant"]
-        assert replies == [m for step in record["steps"][:-1] for m in step["observation"]]
+        assert replies == [m for step in record.steps[:-1] for m in step.observation]
         if record is records[-1]:
             continue  # Qwen3's template rewrites <think> blocks; the gold messages have none
         # verl tokenizes one message at a time (the tools with the first): that is the episode, token for token.
@@ -179,7 +179,7 @@ def test_verl_sft_parquet_renders_back_to_the_episode(
                 return_dict=True,
                 enable_thinking=row["enable_thinking"],
             )["input_ids"]
-        episode = record["prompt_ids"] + record["completion_ids"]
+        episode = record.prompt_ids + record.completion_ids
         assert ids[: len(episode)] == episode and tokenizer.decode(ids[len(episode) :]) == "\n"
         # The whole conversation renders to the same text (a user message after it keeps Qwen3's template from
         # adding empty <think> blocks to the messages after the last question).
@@ -190,25 +190,23 @@ def test_verl_sft_parquet_renders_back_to_the_episode(
 
 
 def test_verl_rl_rows_from_records_and_dialogues(
-    records: list[dict[str, Any]], dialogues: list[Dialogue], example: Any, tmp_path: Path
+    records: list[Trajectory], dialogues: list[Dialogue], example: Any, tmp_path: Path
 ) -> None:
     from datasets import Dataset
 
     gold = records[: len(dialogues)]
     cut = copy.deepcopy(gold[1])
-    cut["turns"], cut["finish"] = cut["turns"][:1], "context"
+    cut.turns, cut.finish = cut.turns[:1], "context"
     counts = to_verl_rl([cut, *gold, gold[0]], tmp_path / "rl.parquet")
     rows = Dataset.from_parquet(str(tmp_path / "rl.parquet")).to_list()
     assert (counts.rows, counts.repeated) == (len(rows), 1)
-    assert counts.skipped == [
-        f"{cut['dialogue_id']}: episode {cut['id']} reached 1 of its {len(cut['gold_sql'])} questions"
-    ]
+    assert counts.skipped == [f"{cut.dialogue_id}: episode {cut.id} reached 1 of its {len(cut.gold_sql)} questions"]
     by_dialogue = {dialogue.id: dialogue for dialogue in dialogues}
     for index, (row, record) in enumerate(zip(rows, gold, strict=True)):
-        dialogue = by_dialogue[record["dialogue_id"]]
+        dialogue = by_dialogue[record.dialogue_id]
         assert row == {
             "data_source": "mtsql/sparc",
-            "prompt": record["prompt_messages"],
+            "prompt": record.prompt_messages,
             "ability": "text2sql",
             "reward_model": {"style": "rule", "ground_truth": [turn.query for turn in dialogue.turns]},
             "extra_info": {
@@ -231,20 +229,20 @@ def test_verl_rl_rows_from_records_and_dialogues(
         verl_rl_example(dialogues[0], 0)
 
 
-def test_records_the_exports_cannot_use(records: list[dict[str, Any]], tmp_path: Path) -> None:
-    empty = {**records[0], "id": "empty#0", "steps": []}
+def test_records_the_exports_cannot_use(records: list[Trajectory], tmp_path: Path) -> None:
+    empty = dataclasses.replace(records[0], id="empty#0", steps=[])
     counts = to_verl_sft([empty, records[0]], tmp_path / "sft.parquet")
     assert (counts.rows, counts.skipped) == (1, ["empty#0: no model message"])
     assert to_llamafactory([empty], tmp_path / "none.json").skipped == ["empty#0: no model message"]
-    old = {key: value for key, value in records[0].items() if key != "prompt_messages"}
-    with pytest.raises(ValueError, match="no prompt_messages"):
-        to_llamafactory([old], tmp_path / "old.json")
+    old = {key: value for key, value in records[0].to_dict().items() if key != "prompt_messages"}
+    with pytest.raises(ValueError, match="no field 'prompt_messages'"):
+        Trajectory.from_dict(old)
     # A model whose template lacks the protocol's roles (Gemma): the records hold what it saw, an export would not.
-    adapted = {
-        **records[0],
-        "id": "gemma#0",
-        "chat_adaptation": {**records[0]["chat_adaptation"], "system": "first_user"},
-    }
+    settings = records[0].settings
+    adaptation = {**(settings.chat_adaptation or {}), "system": "first_user"}
+    adapted = dataclasses.replace(
+        records[0], id="gemma#0", settings=dataclasses.replace(settings, chat_adaptation=adaptation)
+    )
     counts = to_verl_sft([adapted, records[0]], tmp_path / "adapted.parquet")
     assert counts.rows == 1 and counts.skipped[0].startswith(
         "gemma#0: chat template adapted ({'system': 'first_user'})"

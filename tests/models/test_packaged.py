@@ -209,22 +209,22 @@ def test_gold_episodes_on_the_real_tokenizer_are_token_exact(
     assert len(records) == 4
     chat = engine.chat
     for record in records:
-        assert record["chat_adaptation"] == EXPECTED[name]
-        ids = record["prompt_ids"] + record["completion_ids"]
+        assert record.settings.chat_adaptation == EXPECTED[name]
+        ids = record.prompt_ids + record.completion_ids
         text = tokenizer.decode(ids, skip_special_tokens=False)
         assert chat.encode(text) == ids  # no token boundary was crossed by a segment
-        conversation = chat.adapt(record["prompt_messages"], record["tools"])
-        for step in record["steps"]:
-            conversation.append({"role": "assistant", "content": step["text"]})
-            conversation += chat.adapt(step.get("observation", []))
+        conversation = chat.adapt(record.prompt_messages, record.tools)
+        for step in record.steps:
+            conversation.append({"role": "assistant", "content": step.text})
+            conversation += chat.adapt(step.observation or [])
         rendered = chat.render(conversation, generation_prompt=False)
         assert rendered.startswith(text) and rendered[len(text) :].strip() == ""
         assert '"name": "exec_sql"' in text  # the tool schemas reached the model through the system text
         if name == "gemma3-270m":
             assert text.startswith("<bos><start_of_turn>user\nYou are an expert in SQLite.")
             assert "<start_of_turn>system" not in text and "<start_of_turn>tool" not in text
-        assert record["final_sql"] == [
-            turn.query for turn in next(d for d in dialogues if d.id == record["dialogue_id"]).turns
+        assert record.final_sql == [
+            turn.query for turn in next(d for d in dialogues if d.id == record.dialogue_id).turns
         ]
 
 

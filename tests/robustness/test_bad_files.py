@@ -15,7 +15,7 @@ from mtsql.data import DatasetFormatError, read_prediction_file
 from mtsql.data.loaders import GoldQuery
 from mtsql.eval.evaluator import EvalOptions, evaluate_turns
 from mtsql.examples import load_example
-from mtsql.rollout import RecordsFileError, read_episodes, read_finished
+from mtsql.rollout import RecordsFileError, read_finished, read_records
 
 SETTINGS = {"model": "m", "backend": "b", "history_mode": "predicted", "max_steps": 4, "template_version": "v",
             "sampling": {}, "thinking": True}  # fmt: skip
@@ -52,7 +52,7 @@ def test_a_damaged_records_file_is_appended_to_or_refused_never_cut(
         assert content.startswith(after) and content[len(after) :].startswith(b'{"id": ')
         assert b"\n" not in content[len(after) :].rstrip(b"\n")
     assert {f"d{i}#0" for i in range(where)} <= ids <= {f"d{i}#0" for i in range(records)}
-    assert {r["id"] for r in read_episodes(path)} == ids  # what was kept reads back, all of it
+    assert {r["id"] for _, r in read_records(path)} == ids  # what was kept reads back, all of it
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from mtsql.backends import Backend, BackendError, BackendStats, Generation, Samp
 from mtsql.data import Dialogue
 from mtsql.env import EXEC_SQL, MEMORY_RETRIEVE, VerdictTag, format_answer, format_tool_call, format_verdict
 from mtsql.rewards import RewardConfig
-from mtsql.rollout import RecordsFileError, RolloutConfig, RolloutEngine, read_episodes, read_finished
+from mtsql.rollout import RecordsFileError, RolloutConfig, RolloutEngine, Step, Trajectory, read_episodes, read_finished
 
 pytest.importorskip("transformers")
 pytest.importorskip("trl")
@@ -84,42 +84,42 @@ def engine(tokenizer: Any, example: Any, dialogues: list[Dialogue], **options: A
 
 def test_records_are_what_the_model_saw_and_produced(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> None:
     eng, backend = engine(tokenizer, example, dialogues, samples=2)
-    records: list[dict[str, Any]] = []
+    records: list[Trajectory] = []
     summary = eng.run(dialogues[:3], on_record=records.append)
     assert (summary.written, summary.failed, len(records)) == (6, 0, 6)
     for record in records:
-        ids, mask = record["completion_ids"], record["completion_mask"]
-        assert len(ids) == len(mask) == len(record["logprobs"])
-        model = [s for s in record["segments"] if s["kind"] == "model"]
-        calls = [c for c in backend.calls if c[0][: len(record["prompt_ids"])] == record["prompt_ids"]]
+        ids, mask = record.completion_ids, record.completion_mask
+        assert len(ids) == len(mask) == len(record.logprobs)
+        model = [s for s in record.segments if s.kind == "model"]
+        calls = [c for c in backend.calls if c[0][: len(record.prompt_ids)] == record.prompt_ids]
         # Each generation saw the prompt and everything recorded before its segment, and produced the segment.
         for segment in model:
-            seen = record["prompt_ids"] + ids[: segment["start"]]
-            produced = ids[segment["start"] : segment["end"]]
+            seen = record.prompt_ids + ids[: segment.start]
+            produced = ids[segment.start : segment.end]
             assert (seen, produced) in calls
-            assert set(mask[segment["start"] : segment["end"]]) == {1}
-        for segment in (s for s in record["segments"] if s["kind"] == "env"):
-            assert set(mask[segment["start"] : segment["end"]]) == {0}
-            assert set(record["logprobs"][segment["start"] : segment["end"]]) == {0.0}
-        assert sum(s["end"] - s["start"] for s in record["segments"]) == len(ids)
-        assert record["finish"] == "done" and not record["retokenized"] and record["malformed"] == 0
-        assert all(turn["answered"] and not turn["truncated"] for turn in record["turns"])
-        dialogue = next(d for d in dialogues if d.id == record["dialogue_id"])
-        assert record["final_sql"] == [t.query for t in dialogue.turns]
-        assert record["rewards"]["exec"] == 1.0 and record["rewards"]["exact"] == 1.0
-        assert record["text"] == tokenizer.decode(ids, skip_special_tokens=False)
-    assert {r["id"] for r in records} == {f"{d.id}#{s}" for d in dialogues[:3] for s in (0, 1)}
+            assert set(mask[segment.start : segment.end]) == {1}
+        for segment in (s for s in record.segments if s.kind == "env"):
+            assert set(mask[segment.start : segment.end]) == {0}
+            assert set(record.logprobs[segment.start : segment.end]) == {0.0}
+        assert sum(s.end - s.start for s in record.segments) == len(ids)
+        assert record.finish == "done" and not record.retokenized and record.malformed == 0
+        assert all(turn.answered and not turn.truncated for turn in record.turns)
+        dialogue = next(d for d in dialogues if d.id == record.dialogue_id)
+        assert record.final_sql == [t.query for t in dialogue.turns]
+        assert record.rewards["exec"] == 1.0 and record.rewards["exact"] == 1.0
+        assert record.text == tokenizer.decode(ids, skip_special_tokens=False)
+    assert {r.id for r in records} == {f"{d.id}#{s}" for d in dialogues[:3] for s in (0, 1)}
 
 
 def test_environment_segments_are_the_templates_text(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> None:
     """The environment's tokens decode to what Qwen3's template writes between assistant messages."""
     eng, _ = engine(tokenizer, example, dialogues)
     record = asyncio.run(eng.episode(dialogues[1]))
-    ids = record["completion_ids"]
-    for segment in (s for s in record["segments"] if s["kind"] == "env"):
-        text = tokenizer.decode(ids[segment["start"] : segment["end"]], skip_special_tokens=False)
+    ids = record.completion_ids
+    for segment in (s for s in record.segments if s.kind == "env"):
+        text = tokenizer.decode(ids[segment.start : segment.end], skip_special_tokens=False)
         assert text.startswith("\n<|im_start|>user\n") and text.endswith("<|im_end|>\n<|im_start|>assistant\n")
-    prompt = tokenizer.decode(record["prompt_ids"], skip_special_tokens=False)
+    prompt = tokenizer.decode(record.prompt_ids, skip_special_tokens=False)
     assert prompt.startswith("<|im_start|>system\n") and '"name": "exec_sql"' in prompt
     assert prompt.endswith(f"Question 1: {dialogues[1].turns[0].utterance}<|im_end|>\n<|im_start|>assistant\n")
 
@@ -134,11 +134,11 @@ def test_resume_skips_finished_and_drops_a_cut_line(
     eng, _ = engine(tokenizer, example, dialogues)
     third = asyncio.run(eng.episode(dialogues[2]))
     with out.open("a") as file:
-        file.write(json.dumps(third)[:100])
+        file.write(json.dumps(third.to_dict())[:100])
     summary = eng.run(dialogues[:4], out)
     assert (summary.resumed, summary.written, summary.dropped_line) == (2, 2, 3)
-    assert [r["dialogue_id"] for r in read_episodes(out)][:2] == [d.id for d in dialogues[:2]]
-    assert sorted(r["id"] for r in read_episodes(out)) == sorted(f"{d.id}#0" for d in dialogues[:4])
+    assert [r.dialogue_id for r in read_episodes(out)][:2] == [d.id for d in dialogues[:2]]
+    assert sorted(r.id for r in read_episodes(out)) == sorted(f"{d.id}#0" for d in dialogues[:4])
     again = engine(tokenizer, example, dialogues)[0].run(dialogues[:4], out)
     assert (again.resumed, again.written) == (4, 0)
     assert len(out.read_text().splitlines()) == 4
@@ -152,7 +152,10 @@ def test_a_file_with_other_settings_is_refused(
     other, _ = engine(tokenizer, example, dialogues, history_mode="oracle")
     with pytest.raises(ValueError, match="history_mode='predicted'"):
         other.run(dialogues[:2], out)
-    assert read_finished(out, other.settings | {"history_mode": "predicted"}) == ({f"{dialogues[0].id}#0"}, None)
+    assert read_finished(out, other.settings.to_dict() | {"history_mode": "predicted"}) == (
+        {f"{dialogues[0].id}#0"},
+        None,
+    )
 
 
 def test_a_file_that_is_not_a_records_file_is_refused_untouched(
@@ -214,29 +217,29 @@ def test_missing_database_is_skipped_and_counted(tokenizer: Any, example: Any, d
 def test_context_limit_ends_the_episode(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> None:
     eng, _ = engine(tokenizer, example, dialogues, max_total_tokens=10_000)
     full = asyncio.run(eng.episode(dialogues[1]))
-    limit = len(full["prompt_ids"]) + len(full["completion_ids"]) // 2
+    limit = len(full.prompt_ids) + len(full.completion_ids) // 2
     eng, _ = engine(tokenizer, example, dialogues, max_total_tokens=limit)
     cut = asyncio.run(eng.episode(dialogues[1]))
-    assert cut["finish"] == "context"
-    assert len(cut["prompt_ids"]) + len(cut["completion_ids"]) <= limit
-    assert cut["completion_ids"] == full["completion_ids"][: len(cut["completion_ids"])]
-    assert len(cut["turns"]) < len(full["turns"]) or not cut["turns"][-1]["answered"]
+    assert cut.finish == "context"
+    assert len(cut.prompt_ids) + len(cut.completion_ids) <= limit
+    assert cut.completion_ids == full.completion_ids[: len(cut.completion_ids)]
+    assert len(cut.turns) < len(full.turns) or not cut.turns[-1].answered
     # the question cut ends as a spent step budget ends one: at its last executed SQL, truncated
-    last = cut["turns"][-1]
-    executed = [call["sql"] for call in last["calls"] if call["name"] == EXEC_SQL]
-    assert last["truncated"] and not last["answered"]
-    assert last["final_sql"] == (executed[-1] if executed else "")
-    assert cut["final_sql"][-1] == last["final_sql"]
+    last = cut.turns[-1]
+    executed = [call.sql for call in last.calls if call.name == EXEC_SQL]
+    assert last.truncated and not last.answered
+    assert last.final_sql == (executed[-1] if executed else "")
+    assert cut.final_sql[-1] == last.final_sql
 
 
 def test_steps_show_actions_and_verdicts(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> None:
-    seen: list[dict[str, Any]] = []
+    seen: list[Step] = []
     eng, _ = engine(tokenizer, example, dialogues, rewards=None)
     record = asyncio.run(eng.episode(dialogues[1], on_step=seen.append))
-    assert seen == record["steps"] and record["rewards"] is None
-    actions = [step["action"] for step in seen if step["turn"] == 1]
+    assert seen == record.steps and record.rewards is None
+    actions = [step.action for step in seen if step.turn == 1]
     assert actions == [EXEC_SQL, MEMORY_RETRIEVE, "answer_sql"]
-    assert seen[0]["exec"]["ok"] and seen[0]["observation"][0]["role"] == "tool"
+    assert seen[0].exec["ok"] and seen[0].observation[0]["role"] == "tool"
 
 
 def test_a_chat_adds_questions_to_a_finished_episode(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> None:
@@ -254,7 +257,7 @@ def test_a_chat_adds_questions_to_a_finished_episode(tokenizer: Any, example: An
         episode.add_question(turn.utterance)
         asyncio.run(episode.play(one_question=True))
     record = episode.record()
-    assert record["completion_ids"] == reference["completion_ids"]
-    assert record["completion_mask"] == reference["completion_mask"]
-    assert record["final_sql"] == reference["final_sql"]
-    assert [t["gold_sql"] for t in record["turns"]][1:] == [""] * (len(whole.turns) - 1)
+    assert record.completion_ids == reference.completion_ids
+    assert record.completion_mask == reference.completion_mask
+    assert record.final_sql == reference.final_sql
+    assert [t.gold_sql for t in record.turns][1:] == [""] * (len(whole.turns) - 1)

@@ -10,11 +10,19 @@ from typer.testing import CliRunner
 
 from mtsql.cli.main import app
 from mtsql.data import EMPTY_PREDICTION, GoldQuery
+from mtsql.rollout import RunSettings, Trajectory, TrajectoryStats
 from mtsql.rollout.export import predictions_from_episodes
 
 
-def record(db: str, gold: list[str], final: list[str], sample: int = 0, mode: str = "predicted") -> dict[str, Any]:
-    return {"db_id": db, "gold_sql": gold, "final_sql": final, "sample": sample, "history_mode": mode}
+def record(db: str, gold: list[str], final: list[str], sample: int = 0, mode: str = "predicted") -> Trajectory:
+    """A trajectory holding only what the export reads (its token fields empty)."""
+    settings = RunSettings("m", "b", mode, 4, "mtsql-v1", {}, True)
+    return Trajectory(
+        id=f"{db}#{sample}", dialogue_id=db, sample=sample, dataset="sparc", split="dev", db_id=db,
+        n_turns=len(gold), settings=settings, finish="done", retokenized=False, prompt_messages=[], tools=[],
+        prompt_ids=[], completion_ids=[], completion_mask=[], logprobs=[], segments=[], text="", steps=[], turns=[],
+        final_sql=final, gold_sql=gold, malformed=0, stats=TrajectoryStats(0, 0, 0, 0.0),
+    )  # fmt: skip
 
 
 def session(db: str, *queries: str) -> list[GoldQuery]:
@@ -49,9 +57,9 @@ def test_evaluate_scores_trajectories(tmp_path: Path, monkeypatch: Any) -> None:
     example = load_example("festival")
     dialogues = read_dataset_file(example.dialogues, "sparc", "example").dialogues
     records = [record(d.db_id, [t.query for t in d.turns], [t.query for t in d.turns]) for d in dialogues[1:]]
-    records[0]["final_sql"][0] = "SELECT name FROM stage WHERE 0"  # one wrong answer
+    records[0].final_sql[0] = "SELECT name FROM stage WHERE 0"  # one wrong answer
     path = tmp_path / "rollouts.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
     per_turn = tmp_path / "turns.jsonl"
     result = CliRunner().invoke(
         app, ["evaluate", "--example", "festival", "--trajectories", str(path), "--per-turn", str(per_turn)]

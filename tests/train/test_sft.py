@@ -15,7 +15,7 @@ pytest.importorskip("trl")
 
 from mtsql.backends import TokenizerOnly
 from mtsql.rewards import RewardConfig
-from mtsql.rollout import RolloutConfig, RolloutEngine
+from mtsql.rollout import RolloutConfig, RolloutEngine, Trajectory
 from mtsql.train.data import one_shot_examples, sft_example
 from mtsql.train.gold import GoldStats, gold_records
 from mtsql.train.sft import SFTRunConfig, build_trainer, train_sft
@@ -29,22 +29,22 @@ def engine(checkpoint: Path, example: Any) -> RolloutEngine:
 
 
 @pytest.fixture(scope="module")
-def gold(engine: RolloutEngine, dialogues: list[Dialogue]) -> list[dict[str, Any]]:
+def gold(engine: RolloutEngine, dialogues: list[Dialogue]) -> list[Trajectory]:
     return list(gold_records(engine, dialogues))
 
 
 def test_gold_trajectories_follow_the_protocol_and_score_full_marks(
-    gold: list[dict[str, Any]], dialogues: list[Dialogue]
+    gold: list[Trajectory], dialogues: list[Dialogue]
 ) -> None:
     assert len(gold) == len(dialogues)
     for record in gold:
-        assert record["finish"] == "done" and record["malformed"] == 0
-        assert record["final_sql"] == record["gold_sql"]
-        assert record["rewards"]["exec"] == record["rewards"]["exact"] == 1.0
-        assert record["rewards"]["exec_verify"] == 1.0
-        for turn in record["turns"]:
-            assert turn["answered"] and turn["memory_retrieved"] == (turn["index"] > 0)
-        assert len(record["completion_ids"]) == len(record["completion_mask"]) == len(record["logprobs"])
+        assert record.finish == "done" and record.malformed == 0
+        assert record.final_sql == record.gold_sql
+        assert record.rewards["exec"] == record.rewards["exact"] == 1.0
+        assert record.rewards["exec_verify"] == 1.0
+        for turn in record.turns:
+            assert turn.answered and turn.memory_retrieved == (turn.index > 0)
+        assert len(record.completion_ids) == len(record.completion_mask) == len(record.logprobs)
 
 
 def test_failing_gold_and_missing_databases_are_skipped_and_counted(
@@ -54,28 +54,28 @@ def test_failing_gold_and_missing_databases_are_skipped_and_counted(
     lost = dataclasses.replace(dialogues[0], id="lost", db_id="no_such_db")
     stats = GoldStats()
     records = list(gold_records(engine, [broken, lost, dialogues[1]], stats))
-    assert [r["dialogue_id"] for r in records] == [dialogues[1].id]
+    assert [r.dialogue_id for r in records] == [dialogues[1].id]
     assert (stats.written, stats.failing_gold, stats.missing_database, stats.failing) == (1, 1, 1, ["broken"])
 
 
-def test_sft_rows_train_on_the_chosen_questions_only(gold: list[dict[str, Any]]) -> None:
+def test_sft_rows_train_on_the_chosen_questions_only(gold: list[Trajectory]) -> None:
     record = gold[1]
     whole = sft_example(record)
-    prompt = len(record["prompt_ids"])
-    last_model = max(s["end"] for s in record["segments"] if s["kind"] == "model")
-    assert whole["input_ids"] == record["prompt_ids"] + record["completion_ids"][:last_model]
-    assert whole["assistant_masks"] == [0] * prompt + record["completion_mask"][:last_model]
+    prompt = len(record.prompt_ids)
+    last_model = max(s.end for s in record.segments if s.kind == "model")
+    assert whole["input_ids"] == record.prompt_ids + record.completion_ids[:last_model]
+    assert whole["assistant_masks"] == [0] * prompt + record.completion_mask[:last_model]
     second = sft_example(record, turns=[1])
-    model_1 = [s for s in record["segments"] if s["kind"] == "model" and s["turn"] == 1]
-    assert len(second["input_ids"]) == prompt + model_1[-1]["end"]
+    model_1 = [s for s in record.segments if s.kind == "model" and s.turn == 1]
+    assert len(second["input_ids"]) == prompt + model_1[-1].end
     trained = {i - prompt for i, bit in enumerate(second["assistant_masks"]) if bit}
-    assert trained == {i for s in model_1 for i in range(s["start"], s["end"])}
+    assert trained == {i for s in model_1 for i in range(s.start, s.end)}
     with pytest.raises(ValueError, match="no model tokens"):
         sft_example(record, turns=[99])
 
 
 def test_the_training_loss_mask_is_the_rollout_completion_mask(
-    checkpoint: Path, gold: list[dict[str, Any]], tmp_path: Path
+    checkpoint: Path, gold: list[Trajectory], tmp_path: Path
 ) -> None:
     """Token for token: TRL's labels (and the collated batch's) are set exactly where completion_mask is 1."""
     from datasets import Dataset
@@ -86,9 +86,9 @@ def test_the_training_loss_mask_is_the_rollout_completion_mask(
     for record, row, prepared in zip(gold, rows, trainer.train_dataset, strict=False):
         assert prepared["input_ids"] == row["input_ids"]
         trained = [int(label != -100) for label in prepared["labels"]]
-        prompt = len(record["prompt_ids"])
+        prompt = len(record.prompt_ids)
         assert trained[:prompt] == [0] * prompt
-        assert trained[prompt:] == record["completion_mask"][: len(trained) - prompt]
+        assert trained[prompt:] == record.completion_mask[: len(trained) - prompt]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
     for index, row in enumerate(rows):
         n = len(row["input_ids"])
@@ -98,7 +98,7 @@ def test_the_training_loss_mask_is_the_rollout_completion_mask(
 
 
 @pytest.mark.slow
-def test_a_run_from_yaml_trains_saves_and_resumes(checkpoint: Path, gold: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_a_run_from_yaml_trains_saves_and_resumes(checkpoint: Path, gold: list[Trajectory], tmp_path: Path) -> None:
     import json
 
     from transformers import AutoModelForCausalLM
@@ -143,7 +143,7 @@ def test_one_shot_baseline_rows(example: Any, dialogues: list[Dialogue]) -> None
 
 @pytest.mark.slow
 def test_lora_trains_the_adapter_and_saves_a_merged_checkpoint(
-    checkpoint: Path, gold: list[dict[str, Any]], tmp_path: Path
+    checkpoint: Path, gold: list[Trajectory], tmp_path: Path
 ) -> None:
     import json
 

@@ -139,7 +139,7 @@ def chat_command(
             runner.run(engine.backend.aclose())
         if save is not None and episode is not None:
             with save.open("a", encoding="utf-8") as file:
-                file.write(json.dumps(episode.record(), ensure_ascii=False) + "\n")
+                file.write(json.dumps(episode.record().to_dict(), ensure_ascii=False) + "\n")
             console.print(f"session saved to {save}")
 
 

@@ -9,31 +9,33 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from mtsql.rollout.trajectory import Step
+
 _THINK: Final = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 SHOWN_ROWS: Final = 10
 
 
-def show_step(console: Console, step: dict[str, Any], db: Path | None) -> None:
+def show_step(console: Console, step: Step, db: Path | None) -> None:
     """One assistant message (a record's step): its thinking, its verdict, its action and what came back. With a
     database the SQL's result is shown as a table (run again, read-only); without, the record's summary of it."""
-    console.rule(f"question {step['turn'] + 1}, step {step['step']}", style="dim")
-    for thought in _THINK.findall(step["text"]):
+    console.rule(f"question {step.turn + 1}, step {step.step}", style="dim")
+    for thought in _THINK.findall(step.text):
         if thought.strip():
             console.print(f"[dim italic]{escape(thought.strip())}[/dim italic]")
-    verdict = step["verdict"]
+    verdict = step.verdict
     if verdict is not None:
         colour = "green" if verdict["value"] == "pass" else "yellow"
         console.print(f"{verdict['tag']}: [{colour}]{verdict['value']}[/{colour}]")
-    if step["error_kind"] is not None:
-        console.print(f"[red]malformed ({step['error_kind']}):[/red] {escape(step['error'] or '')}")
-        console.print(f"[dim]{escape(' '.join(step['text'].split())[-300:])}[/dim]")
-    elif step["action"] == "exec_sql":
-        console.print(f"exec_sql: [bold]{escape(step['sql'] or '')}[/bold]")
+    if step.error_kind is not None:
+        console.print(f"[red]malformed ({step.error_kind}):[/red] {escape(step.error or '')}")
+        console.print(f"[dim]{escape(' '.join(step.text.split())[-300:])}[/dim]")
+    elif step.action == "exec_sql":
+        console.print(f"exec_sql: [bold]{escape(step.sql or '')}[/bold]")
         if db is not None:
-            show_result(console, db, step["sql"] or "")
-        elif step.get("exec") is not None:
-            console.print(f"[dim]{escape(exec_summary(step['exec']))}[/dim]")
-    elif step["action"] == "memory_retrieve":
+            show_result(console, db, step.sql or "")
+        elif step.exec is not None:
+            console.print(f"[dim]{escape(exec_summary(step.exec))}[/dim]")
+    elif step.action == "memory_retrieve":
         console.print("memory_retrieve: checking coherence with the earlier questions")
 
 

@@ -168,7 +168,7 @@ def _report(summary: RolloutSummary, out: Path, history_mode: str) -> None:
         table.add_row("episodes in file", f"{len(records):,} ({metrics['questions']:,} questions)")
         table.add_row("format-valid messages", f"{metrics['format_valid']:.1%}")
         table.add_row("questions answered with <answer_sql>", f"{metrics['answered']:.1%}")
-        if any(record.get("rewards") for record in records):
+        if any(record.rewards for record in records):
             table.add_row("EX of final SQL", f"{metrics['ex']:.1%}")
             table.add_row("EM of final SQL", f"{metrics['em']:.1%}")
             table.add_row("mean reward", f"{metrics['reward']:.3f}")

@@ -103,7 +103,7 @@ def build_data_command(
     kept, too_long, tokens = [], 0, 0
     gold = list(gold_records(engine, dialogues, stats))
     for record in gold:
-        if record["finish"] != "done":
+        if record.finish != "done":
             too_long += 1
             continue
         row = sft_example(record)
@@ -111,7 +111,7 @@ def build_data_command(
         kept.append(row)
     write_jsonl(out, kept)
     if records is not None:
-        write_jsonl(records, gold)
+        write_jsonl(records, (record.to_dict() for record in gold))
     typer.echo(
         f"{len(kept):,} gold trajectories written to {out} ({tokens:,} tokens, "
         f"{sum(sum(row['assistant_masks']) for row in kept):,} trained on); skipped: "

@@ -4,7 +4,7 @@ and self-taught trajectories: one JSON record per line)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,8 +13,7 @@ from mtsql.cli.render import escape, show_result, show_step
 if TYPE_CHECKING:
     from rich.console import Console
 
-#: What a record needs to be shown (the rest is optional: rewards, for instance, only when scored).
-_REQUIRED: Final = ("id", "db_id", "history_mode", "steps", "turns")
+    from mtsql.rollout.trajectory import Trajectory
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +47,8 @@ def view_command(
     """
     from rich.console import Console
 
-    from mtsql.rollout.engine import RecordsFileError, read_episodes
+    from mtsql.rollout.engine import RecordsFileError, read_records
+    from mtsql.rollout.trajectory import Trajectory, TrajectoryFormatError
 
     if db_dir is not None and example is not None:
         typer.echo("mtsql view: give --db-dir or --example, not both", err=True)
@@ -66,14 +66,19 @@ def view_command(
             raise typer.Exit(2) from None
     console = Console(highlight=False)
     try:
-        read = read_episodes(records, one_run=True)
+        read = read_records(records, one_run=True)
     except RecordsFileError as err:
         typer.echo(f"mtsql view: {err}", err=True)
         raise typer.Exit(2) from None
-    valid = [r for r in read if isinstance(r, dict) and all(key in r for key in _REQUIRED)]
-    chosen = [r for r in valid if (not episode or r["id"] in episode) and (not wrong or _missed(r))]
-    for record in chosen[:limit]:
-        _show_episode(console, record, db_dir)
+    valid = []
+    for _, record in read:
+        try:
+            valid.append(Trajectory.from_dict(record))
+        except TrajectoryFormatError:
+            continue
+    chosen = [r for r in valid if (not episode or r.id in episode) and (not wrong or _missed(r))]
+    for trajectory in chosen[:limit]:
+        _show_episode(console, trajectory, db_dir)
     skipped = len(read) - len(valid)
     console.print(
         f"[bold]{min(len(chosen), limit or len(chosen))}[/bold] of {len(valid)} episodes shown"
@@ -83,48 +88,47 @@ def view_command(
         raise typer.Exit(1)
 
 
-def _missed(record: dict[str, Any]) -> bool:
-    questions = (record.get("rewards") or {}).get("questions") or []
+def _missed(record: Trajectory) -> bool:
+    questions = (record.rewards or {}).get("questions") or []
     return any(q.get("exec", 0) < 1 or q.get("exact", 0) < 1 for q in questions if not q.get("skipped"))
 
 
-def _show_episode(console: Console, record: dict[str, Any], db_dir: Path | None) -> None:
+def _show_episode(console: Console, record: Trajectory, db_dir: Path | None) -> None:
     from mtsql.data.schema import resolve_database_path
 
-    rewards = record.get("rewards") or {}
-    header = f"{record['id']} on {record['db_id']}, {record['history_mode']} history"
-    if record.get("model"):
-        header += f", model {record['model']}"
+    rewards = record.rewards or {}
+    header = f"{record.id} on {record.db_id}, {record.settings.history_mode} history"
+    if record.settings.model:
+        header += f", model {record.settings.model}"
     if "total" in rewards:
         header += f", reward {rewards['total']:.3f}"
     console.rule(style="bold")
     console.print(f"[bold]{escape(header)}[/bold]")
     db = None
     if db_dir is not None:
-        db = resolve_database_path(db_dir, record["db_id"])
+        db = resolve_database_path(db_dir, record.db_id)
         if not db.is_file():
-            console.print(f"[yellow]no database {record['db_id']} in {db_dir}: results from the record[/yellow]")
+            console.print(f"[yellow]no database {record.db_id} in {db_dir}: results from the record[/yellow]")
             db = None
     scores = {q["turn"]: q for q in rewards.get("questions", [])}
-    steps = record["steps"]
-    for turn in record["turns"]:
-        index = turn["index"]
+    for turn in record.turns:
+        index = turn.index
         score = scores.get(index, {})
         hardness = f" ({score['hardness']})" if score.get("hardness") else ""
-        console.print(f"\n[bold cyan]question {index + 1}{hardness}:[/bold cyan] {escape(turn['question'])}")
-        for step in steps:
-            if step["turn"] == index:
+        console.print(f"\n[bold cyan]question {index + 1}{hardness}:[/bold cyan] {escape(turn.question)}")
+        for step in record.steps:
+            if step.turn == index:
                 show_step(console, step, db)
-        how = "answered" if turn["answered"] else "budget used up; last executed SQL taken"
-        final = turn.get("final_sql") or "(none)"
+        how = "answered" if turn.answered else "budget used up; last executed SQL taken"
+        final = turn.final_sql or "(none)"
         console.print(f"[bold green]final SQL[/bold green] ({how}): [bold]{escape(final)}[/bold]")
-        if db is not None and turn.get("final_sql"):
-            show_result(console, db, turn["final_sql"])
-        if turn.get("gold_sql"):
-            console.print(f"gold SQL: {escape(turn['gold_sql'])}")
+        if db is not None and turn.final_sql:
+            show_result(console, db, turn.final_sql)
+        if turn.gold_sql:
+            console.print(f"gold SQL: {escape(turn.gold_sql)}")
         if score:
             console.print(_verdicts(score))
-    if record.get("finish") == "context":
+    if record.finish == "context":
         console.print("[yellow]the episode ran out of context before its last question[/yellow]")
 
 

@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 from mtsql.data.dialogue import Dialogue
 from mtsql.env.tools import TOOL_NAMES
 from mtsql.errors import MtsqlError
+from mtsql.rollout.trajectory import Step, Trajectory
 
 if TYPE_CHECKING:
     from mtsql.env.environment import DialogueEnv
@@ -98,7 +99,7 @@ class ExportCounts:
 # --- LLaMA-Factory ------------------------------------------------------------------------------------------
 
 
-def sharegpt_example(record: dict[str, Any]) -> dict[str, Any]:
+def sharegpt_example(record: Trajectory) -> dict[str, Any]:
     """An episode as one LLaMA-Factory ShareGPT example (see the module docstring for the mapping).
 
     Raises ``ValueError`` when the record has no model message or lacks its prompt messages.
@@ -111,21 +112,21 @@ def sharegpt_example(record: dict[str, Any]) -> dict[str, Any]:
         if call is not None and not call[0]:
             conversations.append({"from": "function_call", "value": json.dumps(call[1], ensure_ascii=False)})
         else:
-            conversations.append({"from": "gpt", "value": step["text"]})
+            conversations.append({"from": "gpt", "value": step.text})
         if index + 1 < len(steps):
-            observation = step["observation"]
+            observation = step.observation
             role = "observation" if observation[0]["role"] == "tool" else "human"
             conversations.append({"from": role, "value": "\n\n".join(m["content"] for m in observation)})
     return {
-        "id": record["id"],
+        "id": record.id,
         "conversations": conversations,
         "system": system[0]["content"] if system else "",
-        "tools": json.dumps(record["tools"], ensure_ascii=False),
+        "tools": json.dumps(record.tools, ensure_ascii=False),
     }
 
 
 def to_llamafactory(
-    records: Iterable[dict[str, Any]], out: str | os.PathLike[str], *, name: str | None = None
+    records: Iterable[Trajectory], out: str | os.PathLike[str], *, name: str | None = None
 ) -> ExportCounts:
     """Write the episodes to ``out`` as a LLaMA-Factory ShareGPT JSON file, and register it as ``name``
     (default: the file's stem) in ``dataset_info.json`` beside it, keeping the other entries there.
@@ -152,7 +153,7 @@ def to_llamafactory(
 # --- verl ---------------------------------------------------------------------------------------------------
 
 
-def chat_messages(record: dict[str, Any]) -> list[Message]:
+def chat_messages(record: Trajectory) -> list[Message]:
     """An episode as OpenAI-style chat messages, structured tool calls where they render back to the model's
     text (see the module docstring). Raises ``ValueError`` as :func:`sharegpt_example` does."""
     messages = _prompt(record)
@@ -160,7 +161,7 @@ def chat_messages(record: dict[str, Any]) -> list[Message]:
     for index, step in enumerate(steps):
         call = _tool_call(step)
         if call is None:
-            messages.append({"role": "assistant", "content": step["text"]})
+            messages.append({"role": "assistant", "content": step.text})
         else:
             content, function = call
             arguments = json.dumps(function["arguments"], ensure_ascii=False)
@@ -174,21 +175,21 @@ def chat_messages(record: dict[str, Any]) -> list[Message]:
                 }
             )
         if index + 1 < len(steps):
-            messages.extend(dict(message) for message in step["observation"])
+            messages.extend(dict(message) for message in step.observation)
     return messages
 
 
-def verl_sft_example(record: dict[str, Any]) -> dict[str, Any]:
+def verl_sft_example(record: Trajectory) -> dict[str, Any]:
     """An episode as one row of verl's multi-turn SFT parquet."""
     return {
-        "id": record["id"],
+        "id": record.id,
         "messages": chat_messages(record),
-        "tools": record["tools"],
-        "enable_thinking": record["thinking"],
+        "tools": record.tools,
+        "enable_thinking": record.settings.thinking,
     }
 
 
-def to_verl_sft(records: Iterable[dict[str, Any]], out: str | os.PathLike[str]) -> ExportCounts:
+def to_verl_sft(records: Iterable[Trajectory], out: str | os.PathLike[str]) -> ExportCounts:
     """Write the episodes to ``out`` as verl multi-turn SFT parquet; records without a model message are left
     out and counted."""
     rows, counts = _rows(records, verl_sft_example, lambda row: sum(bool(m.get("tool_calls")) for m in row["messages"]))
@@ -196,7 +197,7 @@ def to_verl_sft(records: Iterable[dict[str, Any]], out: str | os.PathLike[str]) 
     return counts
 
 
-def verl_rl_example(item: dict[str, Any] | Dialogue, index: int, env: DialogueEnv | None = None) -> dict[str, Any]:
+def verl_rl_example(item: Trajectory | Dialogue, index: int, env: DialogueEnv | None = None) -> dict[str, Any]:
     """One row of verl's RL parquet for a dialogue: from an episode record (its prompt as the rollout had it)
     or from a :class:`Dialogue` (its prompt rendered by ``env.reset``, so with ``env``'s settings).
 
@@ -212,11 +213,11 @@ def verl_rl_example(item: dict[str, Any] | Dialogue, index: int, env: DialogueEn
         gold = [turn.query for turn in item.turns]
     else:
         prompt = _prompt(item)
-        dataset, split, dialogue_id, db_id = item["dataset"], item["split"], item["dialogue_id"], item["db_id"]
-        questions = [turn["question"] for turn in item["turns"]]
-        gold = item["gold_sql"]
+        dataset, split, dialogue_id, db_id = item.dataset, item.split, item.dialogue_id, item.db_id
+        questions = [turn.question for turn in item.turns]
+        gold = item.gold_sql
         if len(questions) < len(gold):
-            raise IncompleteEpisode(f"episode {item['id']} reached {len(questions)} of its {len(gold)} questions")
+            raise IncompleteEpisode(f"episode {item.id} reached {len(questions)} of its {len(gold)} questions")
     return {
         "data_source": DATA_SOURCE_PREFIX + dataset,
         "prompt": [dict(message) for message in prompt],
@@ -234,7 +235,7 @@ def verl_rl_example(item: dict[str, Any] | Dialogue, index: int, env: DialogueEn
 
 
 def to_verl_rl(
-    items: Iterable[dict[str, Any] | Dialogue], out: str | os.PathLike[str], *, env: DialogueEnv | None = None
+    items: Iterable[Trajectory | Dialogue], out: str | os.PathLike[str], *, env: DialogueEnv | None = None
 ) -> ExportCounts:
     """Write one verl RL row per dialogue to ``out`` (parquet), from episode records or dialogues (with ``env``
     to render their prompts; see :func:`verl_rl_example`). Later samples of a dialogue are counted as
@@ -244,7 +245,7 @@ def to_verl_rl(
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for item in items:
-        key = item.id if isinstance(item, Dialogue) else item["dialogue_id"]
+        key = item.id if isinstance(item, Dialogue) else item.dialogue_id
         if key in seen:
             counts.repeated += 1
             continue
@@ -262,32 +263,28 @@ def to_verl_rl(
 # --- shared -------------------------------------------------------------------------------------------------
 
 
-def _prompt(record: dict[str, Any]) -> list[Message]:
+def _prompt(record: Trajectory) -> list[Message]:
     """Copies of the record's prompt messages: the system message, if any, and the first question."""
-    messages = record.get("prompt_messages")
-    if messages is None:
-        raise ValueError(
-            f"episode {record['id']} has no prompt_messages (written by an older mtsql): run the rollout again"
-        )
+    messages = record.prompt_messages
     roles = [message["role"] for message in messages]
     if roles not in (["system", "user"], ["user"]):
-        raise ValueError(f"episode {record['id']}: expected prompt messages system, user; found {', '.join(roles)}")
+        raise ValueError(f"episode {record.id}: expected prompt messages system, user; found {', '.join(roles)}")
     return [dict(message) for message in messages]
 
 
-def _steps(record: dict[str, Any]) -> list[dict[str, Any]]:
-    steps = record["steps"]
+def _steps(record: Trajectory) -> list[Step]:
+    steps = record.steps
     if not steps:
-        raise ValueError(f"episode {record['id']} has no model message")
+        raise ValueError(f"episode {record.id} has no model message")
     return steps
 
 
-def _tool_call(step: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def _tool_call(step: Step) -> tuple[str, dict[str, Any]] | None:
     """``(content, {"name", "arguments"})`` when the step is a tool call the environment accepted and whose
     structured form (``content`` then the call, as Qwen3's template writes them) is exactly the model's text."""
-    if step["action"] not in TOOL_NAMES:
+    if step.action not in TOOL_NAMES:
         return None
-    text = step["text"]
+    text = step.text
     start = text.rfind(_CALL_OPEN)
     if start < 0:
         return None
@@ -296,7 +293,7 @@ def _tool_call(step: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         call = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(call, dict) or call.get("name") != step["action"] or not isinstance(call.get("arguments"), dict):
+    if not isinstance(call, dict) or call.get("name") != step.action or not isinstance(call.get("arguments"), dict):
         return None
     content = text[:start].removesuffix("\n")
     function = {"name": call["name"], "arguments": call["arguments"]}
@@ -311,8 +308,8 @@ def _render_call(content: str, function: dict[str, Any]) -> str:
 
 
 def _rows(
-    records: Iterable[dict[str, Any]],
-    example: Callable[[dict[str, Any]], dict[str, Any]],
+    records: Iterable[Trajectory],
+    example: Callable[[Trajectory], dict[str, Any]],
     tool_calls: Callable[[dict[str, Any]], int],
 ) -> tuple[list[dict[str, Any]], ExportCounts]:
     """``example`` of each record with a model message, the others left out and counted; ``tool_calls`` counts a
@@ -320,17 +317,17 @@ def _rows(
     counts = ExportCounts()
     rows = []
     for record in records:
-        if not record["steps"]:
-            counts.skipped.append(f"{record['id']}: no model message")
+        if not record.steps:
+            counts.skipped.append(f"{record.id}: no model message")
             continue
-        adapted = {part: how for part, how in (record.get("chat_adaptation") or {}).items() if how != "native"}
+        adapted = {part: how for part, how in (record.settings.chat_adaptation or {}).items() if how != "native"}
         if adapted:  # the other trainer would render the protocol's roles, not what this model's template saw
-            counts.skipped.append(f"{record['id']}: chat template adapted ({adapted}): train on the records instead")
+            counts.skipped.append(f"{record.id}: chat template adapted ({adapted}): train on the records instead")
             continue
         row = example(record)
         rows.append(row)
         counts.rows += 1
-        counts.assistant_messages += len(record["steps"])
+        counts.assistant_messages += len(record.steps)
         counts.tool_calls += tool_calls(row)
     return rows, counts
 

@@ -5,7 +5,6 @@ Importing this package is cheap: transformers is imported by the backends that n
 
 from mtsql.rollout.chat import ChatFormat, ChatTemplateError
 from mtsql.rollout.engine import (
-    RECORD_VERSION,
     RecordsFileError,
     RolloutConfig,
     RolloutEngine,
@@ -13,6 +12,17 @@ from mtsql.rollout.engine import (
     episode_id,
     read_episodes,
     read_finished,
+    read_records,
+)
+from mtsql.rollout.trajectory import (
+    RECORD_VERSION,
+    RunSettings,
+    Segment,
+    SegmentKind,
+    Step,
+    Trajectory,
+    TrajectoryFormatError,
+    TrajectoryStats,
 )
 
 __all__ = [
@@ -23,7 +33,15 @@ __all__ = [
     "RolloutConfig",
     "RolloutEngine",
     "RolloutSummary",
+    "RunSettings",
+    "Segment",
+    "SegmentKind",
+    "Step",
+    "Trajectory",
+    "TrajectoryFormatError",
+    "TrajectoryStats",
     "episode_id",
     "read_episodes",
     "read_finished",
+    "read_records",
 ]

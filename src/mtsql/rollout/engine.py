@@ -19,6 +19,7 @@ it is counted and retried by the next run. A dialogue whose database is missing 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import time
@@ -37,12 +38,19 @@ from mtsql.errors import ConfigError, MtsqlError
 from mtsql.rewards.config import RewardConfig
 from mtsql.rewards.scorer import RewardScorer
 from mtsql.rollout.chat import ChatFormat
+from mtsql.rollout.trajectory import (
+    RunSettings,
+    Segment,
+    SegmentKind,
+    Step,
+    Trajectory,
+    TrajectoryFormatError,
+    TrajectoryStats,
+)
 from mtsql.sql.executor import DEFAULT_TIMEOUT
 
-#: Version of the episode record's layout, in every record.
-RECORD_VERSION = 1
 #: Settings that must be equal for records to share a file (a resumed run must not mix them).
-_SHARED_SETTINGS = ("model", "backend", "history_mode", "max_steps", "template_version", "sampling", "thinking")
+_SHARED_SETTINGS = RunSettings.SHARED
 
 
 @dataclass(slots=True)
@@ -95,7 +103,7 @@ class RolloutSummary:
         return asdict(self)
 
 
-StepCallback = Callable[[dict[str, Any]], None]
+StepCallback = Callable[[Step], None]
 
 
 class RolloutEngine:
@@ -137,20 +145,22 @@ class RolloutEngine:
         self.templates = load_templates(config.templates)  # once: a file is not re-read for every episode
         probe = self.make_env()
         # As JSON reads them back, so a resumed run compares like with like.
-        self.settings: dict[str, Any] = json.loads(
-            json.dumps(
-                {
-                    "model": backend.model,
-                    "backend": backend.name,
-                    "history_mode": config.history_mode,
-                    "max_steps": config.max_steps,
-                    "template_version": probe.templates.version,
-                    "sampling": {k: v for k, v in self.params.to_dict().items() if k != "seed"},
-                    "thinking": config.enable_thinking,
-                    "max_total_tokens": self.max_total_tokens,
-                    # How the protocol's messages were fitted to the chat template (all "native" for Qwen3's).
-                    "chat_adaptation": self.chat.adaptation.to_dict(),
-                }
+        self.settings = RunSettings(
+            **json.loads(
+                json.dumps(
+                    {
+                        "model": backend.model,
+                        "backend": backend.name,
+                        "history_mode": config.history_mode,
+                        "max_steps": config.max_steps,
+                        "template_version": probe.templates.version,
+                        "sampling": {k: v for k, v in self.params.to_dict().items() if k != "seed"},
+                        "thinking": config.enable_thinking,
+                        "max_total_tokens": self.max_total_tokens,
+                        # How the protocol's messages were fitted to the chat template (all "native" for Qwen3's).
+                        "chat_adaptation": self.chat.adaptation.to_dict(),
+                    }
+                )
             )
         )
         self.tools = probe.tools
@@ -161,7 +171,7 @@ class RolloutEngine:
         """A new episode on ``dialogue``, its prompt rendered; ``FileNotFoundError`` when the database is missing."""
         return Episode(self, dialogue, sample)
 
-    async def episode(self, dialogue: Dialogue, sample: int = 0, on_step: StepCallback | None = None) -> dict[str, Any]:
+    async def episode(self, dialogue: Dialogue, sample: int = 0, on_step: StepCallback | None = None) -> Trajectory:
         """Run one sample of ``dialogue`` to its end; returns its record. ``on_step`` sees each step's record as
         it happens. Raises :class:`BackendError` when the backend fails, ``FileNotFoundError`` when the database
         is missing."""
@@ -177,14 +187,15 @@ class RolloutEngine:
         out: str | os.PathLike[str] | None = None,
         *,
         progress: bool = False,
-        on_record: Callable[[dict[str, Any]], None] | None = None,
+        on_record: Callable[[Trajectory], None] | None = None,
     ) -> RolloutSummary:
         """Run ``config.samples`` episodes of every dialogue, appending each record to ``out`` (JSONL) as it
         finishes and skipping those already there; ``on_record`` also sees each record."""
         summary = RolloutSummary()
         start = time.perf_counter()
         generate_before = self.backend.stats.generate_time_s
-        done, summary.dropped_line = read_finished(out, self.settings) if out is not None else (set(), None)
+        settings = self.settings.to_dict()
+        done, summary.dropped_line = read_finished(out, settings) if out is not None else (set(), None)
         jobs: list[tuple[Dialogue, int]] = []
         missing: set[str] = set()
         for dialogue in dialogues:
@@ -213,11 +224,11 @@ class RolloutEngine:
                     summary.errors.append(f"{episode_id(dialogue.id, sample)}: {err}")
                     continue
                 if writer is not None:
-                    writer.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    writer.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
                     writer.flush()
                 summary.written += 1
-                summary.model_tokens += record["stats"]["model_tokens"]
-                summary.env_tokens += record["stats"]["env_tokens"]
+                summary.model_tokens += record.stats.model_tokens
+                summary.env_tokens += record.stats.env_tokens
                 if on_record is not None:
                     on_record(record)
                 if bar is not None:
@@ -243,7 +254,7 @@ class RolloutEngine:
         out: str | os.PathLike[str] | None = None,
         *,
         progress: bool = False,
-        on_record: Callable[[dict[str, Any]], None] | None = None,
+        on_record: Callable[[Trajectory], None] | None = None,
     ) -> RolloutSummary:
         """:meth:`arun` from synchronous code."""
         return asyncio.run(self.arun(dialogues, out, progress=progress, on_record=on_record))
@@ -279,8 +290,8 @@ class Episode:
         self.completion_ids: list[int] = []
         self.completion_mask: list[int] = []
         self.logprobs: list[float] = []
-        self.segments: list[dict[str, Any]] = []
-        self.steps: list[dict[str, Any]] = []
+        self.segments: list[Segment] = []
+        self.steps: list[Step] = []
         self.retokenized = False
         self.finish = "done"
         self.done = False
@@ -314,22 +325,22 @@ class Episode:
                 generation = engine.chat.forced(policy(self.observation, info))
             ids = generation.token_ids
             self.retokenized |= generation.retokenized
-            self._append(turn, "model", ids, generation.logprobs)
+            self._append(turn, SegmentKind.MODEL, ids, generation.logprobs)
             self._closed = engine.chat.is_closed(ids)
             text = engine.chat.model_text(ids)
             observation, _, terminated, _, self.info = self.env.step(text)
             self.observation = observation
-            step = _step_record(self.info, text, generation.finish_reason, len(ids))
+            step = Step.from_info(self.info, text, generation.finish_reason, len(ids))
             self.steps.append(step)
             if terminated:
                 self.done = True
             else:
-                step["observation"] = [dict(message) for message in observation]
+                step.observation = [dict(message) for message in observation]
                 env_ids = engine.chat.observation_ids(observation, closed=self._closed)
                 if room is not None and len(ids) + len(env_ids) > room:
                     self._out_of_context()
                 else:
-                    self._append(self.info["turn"], "env", env_ids, [0.0] * len(env_ids))
+                    self._append(self.info["turn"], SegmentKind.ENV, env_ids, [0.0] * len(env_ids))
             if on_step is not None:
                 on_step(step)
             if one_question and self.info["turn_done"]:
@@ -348,57 +359,55 @@ class Episode:
         limit = self.engine.max_total_tokens
         if limit is not None and len(self.prompt_ids) + len(self.completion_ids) + len(env_ids) >= limit:
             raise RuntimeError(f"the conversation has filled the model's context ({limit} tokens)")
-        self._append(self.info["turn"] + 1, "env", env_ids, [0.0] * len(env_ids))
+        self._append(self.info["turn"] + 1, SegmentKind.ENV, env_ids, [0.0] * len(env_ids))
         self.info = {**self.info, "turn": self.info["turn"] + 1, "turn_done": False}
         self.done = False
 
-    def record(self) -> dict[str, Any]:
-        """The episode's record (see the module docstring), with its rewards when the engine scores."""
+    def record(self) -> Trajectory:
+        """The episode's trajectory record (see the module docstring), with its rewards when the engine scores."""
         record = self.env.record
         dialogue = self.env.dialogue
         assert record is not None and dialogue is not None
-        turns = record.to_dict()["turns"]
         scorer = self.engine.scorer
         model_tokens = sum(self.completion_mask)
-        return {
-            "id": episode_id(dialogue.id, self.sample),
-            "version": RECORD_VERSION,
-            "dialogue_id": dialogue.id,
-            "sample": self.sample,
-            "dataset": dialogue.dataset,
-            "split": dialogue.split,
-            "db_id": dialogue.db_id,
-            "n_turns": len(dialogue.turns),
-            **self.engine.settings,
-            "finish": self.finish,
-            "retokenized": self.retokenized,
-            "prompt_messages": self.prompt_messages,
-            "tools": self.engine.tools,
-            "prompt_ids": self.prompt_ids,
-            "completion_ids": self.completion_ids,
-            "completion_mask": self.completion_mask,
-            "logprobs": self.logprobs,
-            "segments": self.segments,
-            "text": self.engine.chat.tokenizer.decode(self.completion_ids, skip_special_tokens=False),
-            "steps": self.steps,
-            "turns": turns,
-            "final_sql": [turn["final_sql"] for turn in turns],
-            "gold_sql": [turn.query for turn in dialogue.turns],
-            "malformed": record.malformed,
-            "rewards": None if scorer is None else scorer.episode(record).to_dict(),
-            "stats": {
-                "model_tokens": model_tokens,
-                "env_tokens": len(self.completion_mask) - model_tokens,
-                "steps": len(self.steps),
-                "elapsed_s": round(time.perf_counter() - self._start, 4),
-            },
-        }
+        return Trajectory(
+            id=episode_id(dialogue.id, self.sample),
+            dialogue_id=dialogue.id,
+            sample=self.sample,
+            dataset=dialogue.dataset,
+            split=dialogue.split,
+            db_id=dialogue.db_id,
+            n_turns=len(dialogue.turns),
+            settings=self.engine.settings,
+            finish=self.finish,
+            retokenized=self.retokenized,
+            prompt_messages=self.prompt_messages,
+            tools=self.engine.tools,
+            prompt_ids=list(self.prompt_ids),
+            completion_ids=list(self.completion_ids),
+            completion_mask=list(self.completion_mask),
+            logprobs=list(self.logprobs),
+            segments=list(self.segments),
+            text=self.engine.chat.tokenizer.decode(self.completion_ids, skip_special_tokens=False),
+            steps=list(self.steps),
+            turns=copy.deepcopy(record.turns),
+            final_sql=[turn.final_sql for turn in record.turns],
+            gold_sql=[turn.query for turn in dialogue.turns],
+            malformed=record.malformed,
+            rewards=None if scorer is None else scorer.episode(record).to_dict(),
+            stats=TrajectoryStats(
+                model_tokens=model_tokens,
+                env_tokens=len(self.completion_mask) - model_tokens,
+                steps=len(self.steps),
+                elapsed_s=round(time.perf_counter() - self._start, 4),
+            ),
+        )
 
-    def _append(self, turn: int, kind: str, ids: list[int], logprobs: list[float]) -> None:
+    def _append(self, turn: int, kind: SegmentKind, ids: list[int], logprobs: list[float]) -> None:
         start = len(self.completion_ids)
-        self.segments.append({"turn": turn, "kind": kind, "start": start, "end": start + len(ids)})
+        self.segments.append(Segment(turn, kind, start, start + len(ids)))
         self.completion_ids += ids
-        self.completion_mask += [int(kind == "model")] * len(ids)
+        self.completion_mask += [int(kind is SegmentKind.MODEL)] * len(ids)
         self.logprobs += logprobs
 
 
@@ -433,12 +442,13 @@ def _scan(path: str | os.PathLike[str]) -> tuple[list[tuple[int, bytes, Any]], i
     return scanned, None
 
 
-def read_episodes(path: str | os.PathLike[str], *, one_run: bool = False) -> list[dict[str, Any]]:
-    """Every record of a records file. A last line cut by a crash (or still being written) is left out; any other
-    line that is not a JSON object, or text that is not UTF-8, raises :class:`RecordsFileError` naming its line,
-    so a reader never stops early in silence. ``one_run``: records written with different settings
-    (``_SHARED_SETTINGS``, as ``mtsql rollout`` keeps them apart) are refused too."""
-    records: list[dict[str, Any]] = []
+def read_records(path: str | os.PathLike[str], *, one_run: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, JSON object)`` for every record of a records file. A last line cut by a crash (or still
+    being written) is left out; any other line that is not a JSON object, or text that is not UTF-8, raises
+    :class:`RecordsFileError` naming its line, so a reader never stops early in silence. ``one_run``: episodes
+    written with different settings (:attr:`RunSettings.SHARED`, as ``mtsql rollout`` keeps them apart) are
+    refused too."""
+    records: list[tuple[int, dict[str, Any]]] = []
     first: tuple[int, dict[str, Any]] | None = None
     for number, line, record in _scan(path)[0]:
         if not isinstance(record, dict):
@@ -453,8 +463,20 @@ def read_episodes(path: str | os.PathLike[str], *, one_run: bool = False) -> lis
                         f"{path} mixes runs: line {number} has {key}={record[key]!r}, line {first[0]} has "
                         f"{first[1][key]!r}; read each run's file on its own"
                     )
-        records.append(record)
+        records.append((number, record))
     return records
+
+
+def read_episodes(path: str | os.PathLike[str], *, one_run: bool = False) -> list[Trajectory]:
+    """Every trajectory of a records file (:func:`read_records`); a line that is not a trajectory record of this
+    layout raises :class:`RecordsFileError` naming it."""
+    trajectories = []
+    for number, record in read_records(path, one_run=one_run):
+        try:
+            trajectories.append(Trajectory.from_dict(record))
+        except TrajectoryFormatError as err:
+            raise RecordsFileError(f"{path}, line {number}: {err}") from None
+    return trajectories
 
 
 def _is_utf8(line: bytes) -> bool:
@@ -502,26 +524,6 @@ def read_finished(path: str | os.PathLike[str], settings: dict[str, Any] | None)
         with open(path, "r+b") as file:
             file.truncate(good)
     return ids, dropped
-
-
-def _step_record(info: dict[str, Any], text: str, finish_reason: str, n_tokens: int) -> dict[str, Any]:
-    """What a step did, from the environment's ``info``: the model's text, the action and its outcome."""
-    return {
-        "turn": info["turn"],
-        "step": info["step"],
-        "text": text,
-        "n_tokens": n_tokens,
-        "finish_reason": finish_reason,
-        "action": info["action"],
-        "sql": info["sql"],
-        "exec": info["exec"],
-        "verdict": info["verdict"],
-        "error_kind": info["error_kind"],
-        "error": info["error"],
-        "turn_done": info["turn_done"],
-        "turn_truncated": info["turn_truncated"],
-        "final_sql": info["final_sql"],
-    }
 
 
 class _Progress:

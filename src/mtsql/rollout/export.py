@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from mtsql.data.loaders import EMPTY_PREDICTION, GoldQuery, sql_line
+from mtsql.rollout.trajectory import Trajectory
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +27,15 @@ class EpisodePredictions:
 
 
 def predictions_from_episodes(
-    records: Iterable[dict[str, Any]], gold: Sequence[Sequence[GoldQuery]], *, sample: int = 0
+    records: Iterable[Trajectory], gold: Sequence[Sequence[GoldQuery]], *, sample: int = 0
 ) -> EpisodePredictions:
     """The final SQL of sample ``sample`` of each dialogue, in the order of the ``gold`` sessions."""
-    pool: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+    pool: dict[tuple[str, tuple[str, ...]], list[Trajectory]] = defaultdict(list)
     modes = set()
     for record in records:
-        if record.get("sample") == sample:
-            pool[(record["db_id"], tuple(_squash(sql) for sql in record["gold_sql"]))].append(record)
-            modes.add(record["history_mode"])
+        if record.sample == sample:
+            pool[(record.db_id, tuple(_squash(sql) for sql in record.gold_sql))].append(record)
+            modes.add(record.settings.history_mode)
     sessions: list[list[str]] = []
     missing = unreached = 0
     for session in gold:
@@ -45,7 +45,7 @@ def predictions_from_episodes(
             missing += 1
             sessions.append([EMPTY_PREDICTION] * len(session))
             continue
-        finals = matches.pop(0)["final_sql"]
+        finals = matches.pop(0).final_sql
         unreached += max(0, len(session) - len(finals))
         sessions.append(
             [sql_line(sql) for sql in finals[: len(session)]] + [EMPTY_PREDICTION] * (len(session) - len(finals))

@@ -68,7 +68,7 @@ class Step:
     action: str | None
     sql: str | None
     exec: dict[str, Any] | None
-    verdict: str | None
+    verdict: dict[str, str] | None
     error_kind: str | None
     error: str | None
     turn_done: bool

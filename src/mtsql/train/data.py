@@ -17,6 +17,7 @@ from typing import Any
 
 from mtsql.data.dialogue import Dialogue
 from mtsql.data.schema import DatabaseSchema, resolve_database_path
+from mtsql.rollout.trajectory import Trajectory
 
 ONE_SHOT_SYSTEM = (
     "You are an expert in SQLite. Given a database schema, the earlier questions of a conversation with their SQL, "
@@ -24,26 +25,26 @@ ONE_SHOT_SYSTEM = (
 )
 
 
-def sft_example(record: dict[str, Any], turns: Sequence[int] | None = None) -> dict[str, Any]:
+def sft_example(record: Trajectory, turns: Sequence[int] | None = None) -> dict[str, Any]:
     """The SFT row of an episode record: loss on the model segments of ``turns`` (default: every question).
 
     The sequence ends with the last trained model segment; the rest of the episode is not needed. Raises
     ``ValueError`` when no model segment of ``turns`` is in the record.
     """
     chosen = None if turns is None else set(turns)
-    segments = [s for s in record["segments"] if s["kind"] == "model" and (chosen is None or s["turn"] in chosen)]
+    segments = [s for s in record.model_segments() if chosen is None or s.turn in chosen]
     if not segments:
-        raise ValueError(f"episode {record['id']} has no model tokens for questions {sorted(chosen or [])}")
-    end = segments[-1]["end"]
+        raise ValueError(f"episode {record.id} has no model tokens for questions {sorted(chosen or [])}")
+    end = segments[-1].end
     mask = [0] * end
     for segment in segments:
-        mask[segment["start"] : segment["end"]] = record["completion_mask"][segment["start"] : segment["end"]]
-    prompt = record["prompt_ids"]
+        mask[segment.start : segment.end] = record.completion_mask[segment.start : segment.end]
+    prompt = record.prompt_ids
     return {
-        "input_ids": prompt + record["completion_ids"][:end],
+        "input_ids": prompt + record.completion_ids[:end],
         "assistant_masks": [0] * len(prompt) + mask,
-        "episode": record["id"],
-        "turns": sorted({s["turn"] for s in segments}),
+        "episode": record.id,
+        "turns": sorted({s.turn for s in segments}),
     }
 
 

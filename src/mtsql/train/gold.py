@@ -19,6 +19,7 @@ from mtsql.data.dialogue import Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.env.environment import GoldPolicy
 from mtsql.rollout.engine import RolloutEngine
+from mtsql.rollout.trajectory import Trajectory
 
 
 @dataclass(slots=True)
@@ -33,7 +34,7 @@ class GoldStats:
 
 def gold_records(
     engine: RolloutEngine, dialogues: Iterable[Dialogue], stats: GoldStats | None = None
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Trajectory]:
     """The gold trajectory record of each dialogue (sample 0), skipping and counting in ``stats`` those that
     cannot be one."""
     stats = stats if stats is not None else GoldStats()
@@ -45,7 +46,7 @@ def gold_records(
             episode = engine.start(dialogue)
             runner.run(episode.play(policy=GoldPolicy(dialogue)))
             record = episode.record()
-            if any(step["exec"] is not None and not step["exec"]["ok"] for step in record["steps"]):
+            if any(step.exec is not None and not step.exec["ok"] for step in record.steps):
                 stats.failing_gold += 1
                 stats.failing.append(dialogue.id)
                 continue
@@ -59,4 +60,4 @@ def gold_rows(
     """The SFT rows (loss on every question) of the gold trajectories that fit the engine's token budget."""
     from mtsql.train.data import sft_example
 
-    return [sft_example(record) for record in gold_records(engine, dialogues, stats) if record["finish"] == "done"]
+    return [sft_example(record) for record in gold_records(engine, dialogues, stats) if record.finish == "done"]
