@@ -30,6 +30,7 @@ from mtsql.cli.common import (
 )
 from mtsql.cli.render import escape, show_result, show_step
 from mtsql.data.schema import resolve_database_path
+from mtsql.errors import MtsqlError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -75,9 +76,9 @@ def chat_command(
     """
     from rich.console import Console
 
-    from mtsql.backends import BackendError, load_backend
+    from mtsql.backends import load_backend
     from mtsql.data.dialogue import Dialogue, Turn
-    from mtsql.rollout import ChatTemplateError, RolloutConfig, RolloutEngine
+    from mtsql.rollout import RolloutConfig, RolloutEngine
 
     console = Console(highlight=False)
     if not db.is_file():
@@ -114,7 +115,7 @@ def chat_command(
                 config,
                 chat_template=chat_template.read_text(encoding="utf-8") if chat_template else None,
             )
-        except (ImportError, OSError, TypeError, ValueError, ChatTemplateError, BackendError) as err:
+        except (MtsqlError, ImportError, OSError, TypeError, ValueError) as err:
             typer.echo(f"mtsql chat: cannot load {model!r} with the {backend.value} backend: {err}", err=True)
             raise typer.Exit(2) from None
         console.print(
@@ -132,7 +133,7 @@ def chat_command(
                     else:
                         episode.add_question(text)
                     runner.run(episode.play(lambda step: show_step(console, step, linked), one_question=True))
-                except (BackendError, RuntimeError) as err:
+                except (MtsqlError, RuntimeError) as err:
                     console.print(f"[red]{err}[/red]")
                     break
                 _show_final(console, linked, episode)

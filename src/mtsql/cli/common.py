@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mtsql.errors import MtsqlError
+
 if TYPE_CHECKING:
     from mtsql.data.dialogue import Dialogue
 
@@ -135,7 +137,7 @@ def load_dialogue_set(
 ) -> tuple[list[Dialogue], Path, Path | None]:
     """The dialogues of ``--dataset`` or ``--example`` (the first ``limit``), their database folder and
     tables.json (None when the data has none: rewards then read foreign keys from the SQLite files)."""
-    from mtsql.data import DatasetNotFoundError, load_source
+    from mtsql.data import load_source
 
     if (dataset is None) == (example is None):
         raise typer.BadParameter("give exactly one of --dataset and --example", param_hint="--dataset")
@@ -145,7 +147,7 @@ def load_dialogue_set(
         source = load_source(
             dataset=dataset.value if dataset else None, split=split, data_dir=data_dir, example=example, limit=limit
         )
-    except (DatasetNotFoundError, ValueError) as err:
+    except (MtsqlError, ValueError) as err:
         raise typer.BadParameter(str(err), param_hint="--example" if example else "--data-dir") from err
     return source.dialogues, source.db_dir, source.tables
 

@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from mtsql.cli.common import output_file, positive_seconds
-from mtsql.data.loaders import DatasetFormatError, read_gold_file, read_prediction_file
+from mtsql.data.loaders import read_gold_file, read_prediction_file
+from mtsql.errors import MtsqlError
 
 
 def evaluate(
@@ -132,7 +133,7 @@ def evaluate(
         else:
             assert pred is not None
             pred_sessions = read_prediction_file(pred)
-    except (DatasetFormatError, FileNotFoundError, KeyError, ValueError) as err:
+    except (MtsqlError, FileNotFoundError, KeyError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     options = EvalOptions(

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mtsql.cli.common import quiet_hub
+from mtsql.errors import MtsqlError
 
 models_app = typer.Typer(
     name="models",
@@ -124,7 +125,6 @@ def tiny_model_command(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
-    from mtsql.data import DatasetNotFoundError
     from mtsql.models import build_model, build_tiny_model
 
     logging.disable_progress_bar()
@@ -143,7 +143,7 @@ def tiny_model_command(
                 num_heads=heads,
                 seed=seed,
             )
-    except (ValueError, DatasetNotFoundError) as err:
+    except (MtsqlError, ValueError) as err:
         typer.echo(f"mtsql tiny-model: {err}", err=True)
         raise typer.Exit(code=2) from None
     # Reload as any user of the checkpoint would: what is printed is what was saved.

@@ -34,6 +34,7 @@ from mtsql.cli.common import (
     quiet_hub,
 )
 from mtsql.cli.common import backend_options as backend_options_of
+from mtsql.errors import MtsqlError
 
 if TYPE_CHECKING:
     from mtsql.rollout import RolloutSummary
@@ -85,9 +86,9 @@ def rollout_command(
     components. Rerunning with the same OUT skips the episodes already there. Exit code 1 when episodes failed
     (rerun to retry them), 2 for bad arguments or settings that differ from OUT's.
     """
-    from mtsql.backends import BackendError, load_backend
+    from mtsql.backends import load_backend
     from mtsql.rewards import RewardConfig
-    from mtsql.rollout import ChatTemplateError, RecordsFileError, RolloutConfig, RolloutEngine, read_finished
+    from mtsql.rollout import RecordsFileError, RolloutConfig, RolloutEngine, read_finished
 
     quiet_hub()
     try:  # before any model loads: a file that is not a records file is refused, untouched
@@ -128,7 +129,7 @@ def rollout_command(
             rewards=RewardConfig() if rewards else None,
             chat_template=chat_template.read_text(encoding="utf-8") if chat_template else None,
         )
-    except (ImportError, OSError, TypeError, ValueError, ChatTemplateError, BackendError) as err:
+    except (MtsqlError, ImportError, OSError, TypeError, ValueError) as err:
         typer.echo(f"mtsql rollout: cannot load {model!r} with the {backend.value} backend: {err}", err=True)
         raise typer.Exit(2) from None
     try:

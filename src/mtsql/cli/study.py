@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mtsql.cli.common import DataDirOpt, quiet_hub
+from mtsql.errors import MtsqlError
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +42,7 @@ def study_command(
     from rich.console import Console
     from rich.table import Table
 
-    from mtsql.train.study import StudyConfig, StudyError, run_study
+    from mtsql.train.study import StudyConfig, run_study
 
     quiet_hub()
     console = Console(highlight=False)
@@ -53,12 +54,12 @@ def study_command(
     }
     try:
         study = StudyConfig.from_yaml(config, **overrides)
-    except (StudyError, ValueError, OSError) as err:
+    except (MtsqlError, ValueError, OSError) as err:
         typer.echo(f"mtsql study: {err}", err=True)
         raise typer.Exit(2) from None
     try:
         results = run_study(study, log=lambda text: console.print(text), progress=progress and sys.stderr.isatty())
-    except (StudyError, ValueError, TypeError, OSError) as err:  # a refused setting, a model not found, failed episodes
+    except (MtsqlError, ValueError, TypeError, OSError) as err:  # a refused setting, a model not found, failed episodes
         typer.echo(f"mtsql study: {type(err).__name__}: {err} (finished work is kept; a rerun continues)", err=True)
         raise typer.Exit(1) from None
     table = Table(
