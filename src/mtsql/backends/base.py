@@ -23,14 +23,20 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from mtsql.errors import ConfigError, MtsqlError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-FinishReason = Literal["stop", "length"]
+
+class FinishReason(StrEnum):
+    """Why a generation ended: a stop token, or the token budget."""
+
+    STOP = "stop"
+    LENGTH = "length"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mtsql.data.dialogue import DatasetName
+from mtsql.env.memory import HistoryMode
 from mtsql.errors import MtsqlError
 
 if TYPE_CHECKING:
@@ -25,17 +27,6 @@ class BackendChoice(StrEnum):
     vllm = "vllm"
     llamacpp = "llamacpp"
     openai = "openai"
-
-
-class DatasetChoice(StrEnum):
-    sparc = "sparc"
-    cosql = "cosql"
-    spider = "spider"
-
-
-class HistoryChoice(StrEnum):
-    predicted = "predicted"
-    oracle = "oracle"
 
 
 ModelOpt = Annotated[
@@ -69,10 +60,8 @@ ThinkingOpt = Annotated[bool, typer.Option("--thinking/--no-thinking", help="Qwe
 ChatTemplateOpt = Annotated[
     Path | None, typer.Option("--chat-template", help="A Jinja chat template replacing the tokenizer's.")
 ]
-HistoryOpt = Annotated[
-    HistoryChoice, typer.Option("--history", help="Memory of earlier turns: own answers or gold SQL.")
-]
-DatasetOpt = Annotated[DatasetChoice | None, typer.Option("--dataset", "-d", help="A benchmark to run on.")]
+HistoryOpt = Annotated[HistoryMode, typer.Option("--history", help="Memory of earlier turns: own answers or gold SQL.")]
+DatasetOpt = Annotated[DatasetName | None, typer.Option("--dataset", "-d", help="A benchmark to run on.")]
 SplitOpt = Annotated[str, typer.Option("--split", "-s", help="Split of the dataset.")]
 DataDirOpt = Annotated[
     Path | None,
@@ -133,7 +122,7 @@ def quiet_hub() -> None:
 
 
 def load_dialogue_set(
-    dataset: DatasetChoice | None, split: str, data_dir: Path | None, example: str | None, limit: int | None = None
+    dataset: DatasetName | None, split: str, data_dir: Path | None, example: str | None, limit: int | None = None
 ) -> tuple[list[Dialogue], Path, Path | None]:
     """The dialogues of ``--dataset`` or ``--example`` (the first ``limit``), their database folder and
     tables.json (None when the data has none: rewards then read foreign keys from the SQLite files)."""

@@ -6,7 +6,6 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +13,7 @@ import typer
 
 from mtsql.cli.common import output_file, positive_seconds
 from mtsql.data.dialogue import DatasetName
-from mtsql.data.export import export_dialogues
+from mtsql.data.export import ExportFormat, Unit, export_dialogues
 from mtsql.data.loaders import LoadResult, read_dataset
 from mtsql.data.schema import (
     DatabaseSchema,
@@ -33,27 +32,11 @@ if TYPE_CHECKING:
 data_app = typer.Typer(name="data", help="Datasets: statistics, exports and database schemas.", no_args_is_help=True)
 
 
-class DatasetChoice(StrEnum):
-    sparc = "sparc"
-    cosql = "cosql"
-    spider = "spider"
-
-
-class FormatChoice(StrEnum):
-    jsonl = "jsonl"
-    parquet = "parquet"
-
-
-class UnitChoice(StrEnum):
-    turn = "turn"
-    dialogue = "dialogue"
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
-DatasetArg = Annotated[DatasetChoice, typer.Option("--dataset", "-d", help="Which dataset.")]
+DatasetArg = Annotated[DatasetName, typer.Option("--dataset", "-d", help="Which dataset.")]
 SplitArg = Annotated[str, typer.Option("--split", "-s", help="Which split (train, dev; Spider also test).")]
 DataDirArg = Annotated[
     Path,
@@ -119,10 +102,10 @@ def stats_command(
 def export_command(
     dataset: DatasetArg,
     data_dir: DataDirArg,
-    fmt: Annotated[FormatChoice, typer.Option("--format", "-f", help="File format.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")],
     out: Annotated[Path, typer.Option("--out", "-o", callback=output_file, help="Output file.")],
     split: SplitArg = "dev",
-    unit: Annotated[UnitChoice, typer.Option("--unit", help="One row per turn or per dialogue.")] = UnitChoice.turn,
+    unit: Annotated[Unit, typer.Option("--unit", help="One row per turn or per dialogue.")] = Unit.TURN,
     hardness: Annotated[
         bool, typer.Option("--hardness/--no-hardness", help="Add the official hardness of each gold query.")
     ] = False,

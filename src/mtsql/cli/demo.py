@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from mtsql.cli.common import DataDirOpt, DatasetChoice, load_dialogue_set, quiet_hub
+from mtsql.cli.common import DataDirOpt, load_dialogue_set, quiet_hub
+from mtsql.data.dialogue import DatasetName
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +22,7 @@ def demo_command(
         str | None, typer.Option("--model", "-m", help="A checkpoint or hub id instead of the tiny local model.")
     ] = None,
     dataset: Annotated[
-        DatasetChoice | None, typer.Option("--dataset", "-d", help="A benchmark instead of the bundled example.")
+        DatasetName | None, typer.Option("--dataset", "-d", help="A benchmark instead of the bundled example.")
     ] = None,
     split: Annotated[str, typer.Option("--split", "-s", help="Split of the dataset.")] = "dev",
     data_dir: DataDirOpt = None,

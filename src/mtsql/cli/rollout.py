@@ -19,7 +19,6 @@ from mtsql.cli.common import (
     DatasetOpt,
     DeviceOpt,
     ExampleOpt,
-    HistoryChoice,
     HistoryOpt,
     LimitOpt,
     ModelOpt,
@@ -34,6 +33,7 @@ from mtsql.cli.common import (
     quiet_hub,
 )
 from mtsql.cli.common import backend_options as backend_options_of
+from mtsql.env.memory import HistoryMode
 from mtsql.errors import MtsqlError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def rollout_command(
     example: ExampleOpt = None,
     limit: LimitOpt = None,
     samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Episodes per dialogue.")] = 1,
-    history: HistoryOpt = HistoryChoice.predicted,
+    history: HistoryOpt = HistoryMode.PREDICTED,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 is greedy.")] = 1.0,
     top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = 1.0,
     top_k: Annotated[int, typer.Option("--top-k", min=0, help="0: no top-k.")] = 0,

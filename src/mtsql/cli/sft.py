@@ -12,7 +12,6 @@ from mtsql.cli.common import (
     DataDirOpt,
     DatasetOpt,
     ExampleOpt,
-    HistoryChoice,
     HistoryOpt,
     LimitOpt,
     TemplatesOpt,
@@ -22,6 +21,7 @@ from mtsql.cli.common import (
     output_file,
     quiet_hub,
 )
+from mtsql.env.memory import HistoryMode
 from mtsql.train.files import write_jsonl
 
 sft_app = typer.Typer(
@@ -58,7 +58,7 @@ def build_data_command(
     data_dir: DataDirOpt = None,
     example: ExampleOpt = None,
     limit: LimitOpt = None,
-    history: HistoryOpt = HistoryChoice.predicted,
+    history: HistoryOpt = HistoryMode.PREDICTED,
     max_total_tokens: Annotated[
         int | None, typer.Option("--max-total-tokens", min=1, help="Drop dialogues longer than this many tokens.")
     ] = None,

@@ -8,10 +8,19 @@ questions are one-turn dialogues.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from enum import StrEnum
+from typing import Any
 
-DatasetName = Literal["sparc", "cosql", "spider"]
-DATASETS: tuple[DatasetName, ...] = get_args(DatasetName)
+
+class DatasetName(StrEnum):
+    """The benchmarks mtsql reads (members are their strings: ``DatasetName.SPARC == "sparc"``)."""
+
+    SPARC = "sparc"
+    COSQL = "cosql"
+    SPIDER = "spider"
+
+
+DATASETS: tuple[str, ...] = tuple(name.value for name in DatasetName)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
 from mtsql.data.dialogue import Dialogue
 from mtsql.errors import ConfigError
@@ -18,10 +19,21 @@ from mtsql.errors import ConfigError
 if TYPE_CHECKING:
     import datasets
 
-Unit = Literal["turn", "dialogue"]
-ExportFormat = Literal["jsonl", "parquet"]
-UNITS: tuple[Unit, ...] = get_args(Unit)
-FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
+
+class Unit(StrEnum):
+    """One exported row per question or per dialogue."""
+
+    TURN = "turn"
+    DIALOGUE = "dialogue"
+
+
+class ExportFormat(StrEnum):
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+
+
+UNITS: tuple[str, ...] = tuple(unit.value for unit in Unit)
+FORMATS: tuple[str, ...] = tuple(fmt.value for fmt in ExportFormat)
 
 #: Hardness by ``(dialogue id, turn index)``, as :func:`mtsql.data.stats.gold_hardness` returns it.
 HardnessMap = Mapping[tuple[str, int], str | None]

@@ -19,13 +19,22 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, get_args
+from enum import StrEnum
+from typing import Any, Final
 
 from mtsql.errors import ConfigError
 from mtsql.sql.executor import ExecResult
 
-HistoryMode = Literal["predicted", "oracle"]
-HISTORY_MODES: Final[tuple[HistoryMode, ...]] = get_args(HistoryMode)
+
+class HistoryMode(StrEnum):
+    """What the memory holds for earlier questions: the agent's own answers (leaderboard-comparable, the default
+    for evaluation) or the gold SQL (the original's oracle history)."""
+
+    PREDICTED = "predicted"
+    ORACLE = "oracle"
+
+
+HISTORY_MODES: Final[tuple[str, ...]] = tuple(mode.value for mode in HistoryMode)
 
 NO_SQL: Final = "(no SQL)"
 

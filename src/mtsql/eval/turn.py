@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
 from mtsql.eval.exact_match import (
     PartialScore,
@@ -24,7 +24,13 @@ from mtsql.eval.exec_match import TIMEOUT, exec_match
 from mtsql.sql.hardness import hardness as query_hardness
 from mtsql.sql.parse import Schema, SQLParseError, empty_sql, parse_sql
 
-EvalType = Literal["all", "exec", "match"]
+
+class EvalType(StrEnum):
+    """The official ``--etype``: both metrics, execution match only, or exact set match only."""
+
+    ALL = "all"
+    EXEC = "exec"
+    MATCH = "match"
 
 
 @dataclass(frozen=True, slots=True)

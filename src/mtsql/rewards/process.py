@@ -7,11 +7,19 @@ They hold the definitions (documented in ``docs/rewards.md``); :mod:`mtsql.rewar
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from mtsql.rewards.config import RewardConfig
 
-ExecOutcome = Literal["error", "empty", "rows"]
+
+class ExecOutcome(StrEnum):
+    """What an execution returned, as the exec-verify credit sees it."""
+
+    ERROR = "error"
+    EMPTY = "empty"
+    ROWS = "rows"
+
 
 PASS = "pass"
 NO_PASS = "no_pass"

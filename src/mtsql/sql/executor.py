@@ -90,8 +90,9 @@ import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 __all__ = [
@@ -121,7 +122,14 @@ _PROGRESS_INSTRUCTIONS = 2_000
 # How long to wait for a lock held by a writer of another process before failing.
 _BUSY_TIMEOUT_S = 2.0
 
-TextErrors = Literal["strict", "replace", "ignore"]
+
+class TextErrors(StrEnum):
+    """How invalid UTF-8 in a text value is decoded (see the module docstring)."""
+
+    STRICT = "strict"
+    REPLACE = "replace"
+    IGNORE = "ignore"
+
 
 # Introspection pragmas that only read the schema; their argument is a table or index name.
 _ALLOWED_PRAGMAS = frozenset(
