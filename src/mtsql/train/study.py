@@ -134,7 +134,7 @@ class StudyConfig:
     def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> StudyConfig:
         """Read a study's YAML file; folders are relative to it, ``data_dir`` defaults to ``$MTSQL_DATA_DIR``.
         ``overrides`` replace top-level keys (the CLI's ``--arms``, ``--output-dir``...)."""
-        from mtsql.train.sft import resolve_config_path
+        from mtsql.train.config import resolve_config_path
 
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(values, dict):
@@ -289,12 +289,8 @@ class Study:
             write_jsonl(rows_file, rows)
             self.log(f"  {len(rows)} {kind} training rows from {len(self.train_source.dialogues)} dialogues")
         settings = self.config.one_shot if kind == "one-shot" else self.config.sft
-        run = SFTRunConfig(
-            model=self.base_model,
-            data=[str(rows_file)],
-            output_dir=str(model_dir),
-            max_length=settings.get("max_length"),
-            training=dict(settings.get("training") or {}),
+        run = SFTRunConfig.from_dict(
+            {**settings, "model": self.base_model, "data": [str(rows_file)], "output_dir": str(model_dir)}
         )
         return str(train_sft(run))
 
@@ -364,8 +360,13 @@ class Study:
             "thinking": config.evaluation.thinking,
             **config.self_taught,
         }
-        run = SelfTaughtConfig(
-            model=self._start_of("self-taught"), output_dir=str(folder / "run"), **{**self._train_data(), **settings}
+        run = SelfTaughtConfig.from_dict(
+            {
+                **self._train_data(),
+                **settings,
+                "model": self._start_of("self-taught"),
+                "output_dir": str(folder / "run"),
+            }
         )
         result = run_self_taught(run, progress=self.progress)
         return _link_final(folder, result.final_model)

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from mtsql.data.dialogue import DATASETS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
-from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates, templates_relative_to
-from mtsql.train.sft import LoraSettings, resolve_config_path
+from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
+from mtsql.train.config import LoraSettings, RunConfig
 
 if TYPE_CHECKING:
     from mtsql.rollout.engine import RolloutConfig
 
 
 @dataclass(slots=True)
-class SelfTaughtConfig:
+class SelfTaughtConfig(RunConfig):
     """A self-taught run (see :mod:`mtsql.train.selftaught`). The pool is a bundled ``example`` or a benchmark
     (``dataset``, ``split``, ``data_dir``), optionally its first ``limit`` dialogues or a ``sample`` of that many
     drawn with ``sample_seed``; ``backend`` and
@@ -31,40 +26,51 @@ class SelfTaughtConfig:
     (``training`` goes to ``trl.SFTConfig`` as is); ``gold_round0`` adds gold trajectories to round 0's data
     (an extension: the original starts from sampled trajectories only); ``empty_gold``: ``keep`` or ``drop`` the
     questions whose gold returns no rows (a kept trajectory must also be an exact match, so an empty-result
-    shortcut is never kept either way)."""
+    shortcut is never kept either way).
 
-    model: str
-    output_dir: str
-    example: str | None = None
-    dataset: str | None = None
-    split: str = "train"
-    data_dir: str | None = None
-    limit: int | None = None
-    sample: int | None = None
-    sample_seed: int = 0
-    backend: str = "transformers"
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    rounds: int = 3
-    samples: int = 20
-    temperature: float = 0.7
-    top_p: float = 1.0
-    top_k: int = 0
-    max_tokens: int = 512
-    max_steps: int = 4
-    max_total_tokens: int | None = None
-    concurrency: int = 32
-    history_mode: HistoryMode = "predicted"
-    thinking: bool = True
-    templates: str = DEFAULT_TEMPLATES
-    keep_easy: int = 2
-    keep_hard: int = 3
-    easy_hardness: list[str] = field(default_factory=lambda: ["easy"])
-    embedding_device: str = "cpu"
-    gold_round0: bool = False
-    empty_gold: str = "keep"
-    max_length: int | None = None
-    lora: LoraSettings | None = None
-    training: dict[str, Any] = field(default_factory=dict)
+    Read from YAML by :meth:`~mtsql.train.config.RunConfig.from_yaml` (keys: the fields): ``output_dir``,
+    ``data_dir`` and a ``templates`` file are relative to the file; so is ``model`` when it exists there (anything
+    else is a hub id)."""
+
+    model: str = field(metadata={"help": "round 0's model: a checkpoint folder or a hub id", "path": "model"})
+    output_dir: str = field(metadata={"help": "the run's folder (state, rounds, models)", "path": "file"})
+    example: str | None = field(default=None, metadata={"help": "a bundled example's name (or dataset)"})
+    dataset: str | None = field(default=None, metadata={"help": "a benchmark: sparc, cosql... (or example)"})
+    split: str = field(default="train", metadata={"help": "the benchmark's split"})
+    data_dir: str | None = field(default=None, metadata={"help": "the benchmark's folder", "path": "file"})
+    limit: int | None = field(default=None, metadata={"help": "only the first this many dialogues"})
+    sample: int | None = field(default=None, metadata={"help": "a seeded sample of this many dialogues"})
+    sample_seed: int = field(default=0, metadata={"help": "the sample's seed"})
+    backend: str = field(default="transformers", metadata={"help": "the sampling backend (load_backend's name)"})
+    backend_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "the backend's options"})
+    rounds: int = field(default=3, metadata={"help": "rounds of sample, select, fine-tune"})
+    samples: int = field(default=20, metadata={"help": "episodes per dialogue each round"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling's p"})
+    top_k: int = field(default=0, metadata={"help": "top-k sampling (0: off)"})
+    max_tokens: int = field(default=512, metadata={"help": "tokens per assistant message"})
+    max_steps: int = field(default=4, metadata={"help": "assistant messages per question"})
+    max_total_tokens: int | None = field(default=None, metadata={"help": "tokens per episode (prompt included)"})
+    concurrency: int = field(default=32, metadata={"help": "episodes in flight"})
+    history_mode: HistoryMode = field(default="predicted", metadata={"help": "what the dialogue memory holds"})
+    thinking: bool = field(default=True, metadata={"help": "Qwen3's thinking switch"})
+    templates: str = field(
+        default=DEFAULT_TEMPLATES, metadata={"help": "the environment's texts: a built-in set or a TOML file",
+                                             "path": "templates"}
+    )  # fmt: skip
+    keep_easy: int = field(default=2, metadata={"help": "shortest correct trajectories kept per easy question"})
+    keep_hard: int = field(default=3, metadata={"help": "diverse longest ones kept per other question"})
+    easy_hardness: list[str] = field(
+        default_factory=lambda: ["easy"], metadata={"help": "the hardness levels counted as easy"}
+    )
+    embedding_device: str = field(default="cpu", metadata={"help": "where MiniLM embeds for clustering"})
+    gold_round0: bool = field(default=False, metadata={"help": "add gold trajectories to round 0's data"})
+    empty_gold: str = field(default="keep", metadata={"help": "keep or drop questions whose gold returns no rows"})
+    max_length: int | None = field(default=None, metadata={"help": "SFT: truncate longer rows"})
+    lora: LoraSettings | None = field(default=None, metadata={"help": "SFT: peft LoRA (true, a mapping, or none)"})
+    training: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "SFT: trl.SFTConfig keyword arguments, passed as is"}
+    )
 
     def __post_init__(self) -> None:
         if (self.example is None) == (self.dataset is None):
@@ -85,32 +91,6 @@ class SelfTaughtConfig:
             raise ValueError(f"empty_gold must be keep or drop, not {self.empty_gold!r}")
         load_templates(self.templates)  # a bad file fails here, not after the first round's sampling
 
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> SelfTaughtConfig:
-        """Read a run's YAML file (keys: the fields). ``output_dir``, ``data_dir`` and a ``templates`` file are
-        relative to the file; so is ``model`` when it exists there (anything else is a hub id)."""
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-        for key in ("model", "output_dir"):
-            if key not in values:
-                raise ValueError(f"{path}: '{key}' is required")
-        base = Path(path).resolve().parent
-        values["model"] = resolve_config_path(values["model"], base)
-        for key in ("output_dir", "data_dir"):
-            if values.get(key) is not None:
-                values[key] = str(base / str(values[key]))
-        if "templates" in values:
-            values["templates"] = templates_relative_to(str(values["templates"]), base)
-        lora = values.get("lora")
-        values["lora"] = LoraSettings(**lora) if isinstance(lora, dict) else (LoraSettings() if lora is True else None)
-        for key in ("backend_options", "training"):
-            values[key] = dict(values.get(key) or {})
-        return cls(**values)
-
     def rollout_config(self) -> RolloutConfig:
         """The rollout engine's settings for a round."""
         from mtsql.rollout.engine import RolloutConfig
@@ -128,6 +108,3 @@ class SelfTaughtConfig:
             enable_thinking=self.thinking,
             templates=self.templates,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
