@@ -15,6 +15,9 @@ from :class:`RunConfig`, which reads a file (:meth:`RunConfig.from_yaml`) or a m
   only when it exists there (otherwise it is a hub id, :func:`resolve_config_path`), ``"templates"`` only when
   it names a file (a built-in set's name stays); ``metadata["convert"]`` normalises the written value first.
 
+:class:`SamplingSettings` are the runs' sampling settings, and :meth:`SamplingSettings.rollout_config` the one way
+from them to the rollout engine's :class:`~mtsql.rollout.RolloutConfig`.
+
 Errors of the file's shape are ``ValueError``\\ s prefixed by the file's path; each config's ``__post_init__``
 checks the values themselves.
 """
@@ -29,11 +32,15 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import yaml
 
 from mtsql.env.templates import templates_relative_to
+
+if TYPE_CHECKING:
+    from mtsql.rewards.config import RewardConfig
+    from mtsql.rollout.engine import RolloutConfig
 
 T = TypeVar("T")
 
@@ -198,3 +205,39 @@ class LoraSettings:
             r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.target_modules,
             task_type="CAUSAL_LM",
         )  # fmt: skip
+
+
+@dataclass(slots=True)
+class SamplingSettings:
+    """How a training run samples episodes: per assistant message ``max_tokens``, per question ``max_steps``
+    messages, per episode ``max_total_tokens`` (prompt and completion), and Qwen3's ``thinking`` switch. The
+    defaults are the rollout engine's. :meth:`rollout_config` is the one way from a run's settings to the
+    engine's :class:`~mtsql.rollout.RolloutConfig`."""
+
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling's p"})
+    top_k: int = field(default=0, metadata={"help": "top-k sampling (0: off)"})
+    max_tokens: int = field(default=512, metadata={"help": "tokens per assistant message"})
+    max_steps: int = field(default=4, metadata={"help": "assistant messages per question"})
+    max_total_tokens: int | None = field(default=None, metadata={"help": "tokens per episode (prompt included)"})
+    thinking: bool = field(default=True, metadata={"help": "Qwen3's thinking switch"})
+
+    def rollout_config(self, *, rewards: RewardConfig | None = None, **engine: Any) -> RolloutConfig:
+        """The rollout engine's settings: these (``thinking`` is its ``enable_thinking``), the engine's own
+        ``engine`` settings (``samples``, ``history_mode``, ``concurrency``, ``templates``...; its defaults
+        otherwise), and with ``rewards`` the reward scorer's SQL time limit and isolation for the environment's
+        queries too."""
+        from mtsql.rollout.engine import RolloutConfig
+
+        if rewards is not None:
+            engine.update(sql_timeout=rewards.timeout, sql_isolate=rewards.isolate)
+        return RolloutConfig(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_tokens=self.max_tokens,
+            max_steps=self.max_steps,
+            max_total_tokens=self.max_total_tokens,
+            enable_thinking=self.thinking,
+            **engine,
+        )

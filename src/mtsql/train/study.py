@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 
@@ -47,6 +47,9 @@ from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.data.sources import DialogueSource
 from mtsql.train.files import write_json, write_jsonl
+
+if TYPE_CHECKING:
+    from mtsql.rollout import RolloutConfig
 
 ARMS: Final = ("zero-shot", "one-shot-sft", "protocol-sft", "self-taught", "grpo")
 #: The arms a protocol arm may start from, nearest first.
@@ -94,6 +97,15 @@ class EvalSettings:
     thinking: bool = True
     concurrency: int = 2
     one_shot_max_tokens: int = 160
+
+    def rollout_config(self) -> RolloutConfig:
+        """The rollout engine's settings for a protocol arm's evaluation: greedy, predicted history."""
+        from mtsql.train.config import SamplingSettings
+
+        sampling = SamplingSettings(
+            temperature=0.0, max_tokens=self.max_tokens, max_steps=self.max_steps, thinking=self.thinking
+        )
+        return sampling.rollout_config(concurrency=self.concurrency, history_mode="predicted")
 
 
 @dataclass(slots=True)
@@ -301,14 +313,16 @@ class Study:
 
     def _gold_rows(self) -> list[dict[str, Any]]:
         from mtsql.backends import TokenizerOnly
-        from mtsql.rollout import RolloutConfig, RolloutEngine
+        from mtsql.rollout import RolloutEngine
+        from mtsql.train.config import SamplingSettings
         from mtsql.train.gold import gold_rows
 
         evaluation = self.config.evaluation
+        sampling = SamplingSettings(temperature=0.0, max_steps=evaluation.max_steps, thinking=evaluation.thinking)
         engine = RolloutEngine(
             TokenizerOnly(self.base_model),
             self.train_source.db_dir,
-            RolloutConfig(temperature=0.0, max_steps=evaluation.max_steps, enable_thinking=evaluation.thinking),
+            sampling.rollout_config(),
             tables=self.train_source.tables,
         )
         return gold_rows(engine, self.train_source.dialogues)
@@ -416,19 +430,11 @@ class Study:
     def _protocol_predictions(self, model: str, records_file: Path) -> tuple[list[list[str]], dict[str, float]]:
         from mtsql.data.loaders import gold_sessions
         from mtsql.rewards import RewardConfig
-        from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes
+        from mtsql.rollout import RolloutEngine, read_episodes
         from mtsql.rollout.export import predictions_from_episodes
         from mtsql.rollout.metrics import episode_metrics
 
-        evaluation = self.config.evaluation
-        rollout = RolloutConfig(
-            temperature=0.0,
-            max_tokens=evaluation.max_tokens,
-            max_steps=evaluation.max_steps,
-            concurrency=evaluation.concurrency,
-            enable_thinking=evaluation.thinking,
-            history_mode="predicted",
-        )
+        rollout = self.config.evaluation.rollout_config()
         engine = RolloutEngine(
             self._backend(model),
             self.eval_source.db_dir,

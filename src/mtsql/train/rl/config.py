@@ -13,15 +13,18 @@ relative to its folder (``model`` only when it exists there, since it may be a h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from mtsql.data.dialogue import DATASETS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.sql.hardness import HARDNESS_LEVELS
-from mtsql.train.config import LoraSettings, RunConfig
+from mtsql.train.config import LoraSettings, RunConfig, SamplingSettings
 from mtsql.train.rl.curriculum import CurriculumSettings
+
+if TYPE_CHECKING:
+    from mtsql.rollout.engine import RolloutConfig
 
 EpisodeKind = Literal["question", "dialogue"]
 ContextKind = Literal["gold", "sampled"]
@@ -98,17 +101,9 @@ class DataSettings:
 
 
 @dataclass(slots=True)
-class SamplingSettings:
-    """How episodes are sampled: per assistant message ``max_tokens``, per question ``max_steps`` messages, per
-    episode ``max_total_tokens`` (prompt and completion), and Qwen3's ``thinking`` switch."""
-
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (GRPOConfig's too)"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling's p"})
-    top_k: int = field(default=0, metadata={"help": "top-k sampling (0: off)"})
-    max_tokens: int = field(default=512, metadata={"help": "tokens per assistant message"})
-    max_steps: int = field(default=4, metadata={"help": "assistant messages per question"})
-    max_total_tokens: int | None = field(default=None, metadata={"help": "tokens per episode (prompt included)"})
-    thinking: bool = field(default=True, metadata={"help": "Qwen3's thinking switch"})
+class GRPOSamplingSettings(SamplingSettings):
+    """How episodes are sampled (:class:`~mtsql.train.config.SamplingSettings`); the temperature, top-p and top-k
+    are GRPOConfig's too, and the temperature must be positive."""
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -162,7 +157,9 @@ class RLConfig(RunConfig):
                                              "path": "templates"}
     )  # fmt: skip
     num_generations: int = field(default=5, metadata={"help": "G: samples per prompt"})
-    sampling: SamplingSettings = field(default_factory=SamplingSettings, metadata={"help": "how episodes are sampled"})
+    sampling: GRPOSamplingSettings = field(
+        default_factory=GRPOSamplingSettings, metadata={"help": "how episodes are sampled"}
+    )
     rewards: RewardConfig = field(default_factory=RewardConfig, metadata={"help": "reward weights and options"})
     curriculum: CurriculumSettings | None = field(
         default=None, metadata={"help": "stages by difficulty (none: every prompt throughout)", "convert": _or_none}
@@ -189,6 +186,15 @@ class RLConfig(RunConfig):
         if owned:
             where = ", ".join(f"{key} (set {_OWNED[key]})" for key in owned)
             raise ValueError(f"training: {where} instead")
+
+    def rollout_config(self) -> RolloutConfig:
+        """The rollout engine's settings for the run's episodes (the SQL time limit and isolation are the rewards')."""
+        return self.sampling.rollout_config(
+            history_mode=self.history_mode,
+            concurrency=self.generation.concurrency,
+            templates=self.templates,
+            rewards=self.rewards,
+        )
 
     def grpo_settings(self, *, cuda: bool) -> dict[str, Any]:
         """The keyword arguments of ``trl.GRPOConfig``: the defaults, the ``training`` section, and what the run's

@@ -45,7 +45,7 @@ from mtsql.backends.vllm import VLLMBackend
 from mtsql.data.dialogue import Dialogue
 from mtsql.env.environment import GoldPolicy
 from mtsql.rewards.config import COMPONENTS
-from mtsql.rollout.engine import RolloutConfig, RolloutEngine
+from mtsql.rollout.engine import RolloutEngine
 from mtsql.train.rl.config import RLConfig
 from mtsql.train.rl.episodes import parse_key
 
@@ -205,23 +205,10 @@ class EpisodeRollout:
     def _engine(self, trainer: GRPOTrainer) -> RolloutEngine:
         if self.engine is None:
             config = self.config
-            sampling = config.sampling
-            rollout = RolloutConfig(
-                max_steps=sampling.max_steps,
-                history_mode=config.history_mode,
-                max_tokens=sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                top_k=sampling.top_k,
-                max_total_tokens=sampling.max_total_tokens,
-                concurrency=config.generation.concurrency,
-                enable_thinking=sampling.thinking,
-                templates=config.templates,
-                sql_timeout=config.rewards.timeout,
-                sql_isolate=config.rewards.isolate,
-            )
             backend = make_backend(trainer, config)
-            self.engine = RolloutEngine(backend, self.db_dir, rollout, tables=self.tables, rewards=config.rewards)
+            self.engine = RolloutEngine(
+                backend, self.db_dir, config.rollout_config(), tables=self.tables, rewards=config.rewards
+            )
         return self.engine
 
 

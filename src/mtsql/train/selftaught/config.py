@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mtsql.data.dialogue import DATASETS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
-from mtsql.train.config import LoraSettings, RunConfig
+from mtsql.train.config import LoraSettings, RunConfig, SamplingSettings
 
 if TYPE_CHECKING:
     from mtsql.rollout.engine import RolloutConfig
@@ -91,20 +91,20 @@ class SelfTaughtConfig(RunConfig):
             raise ValueError(f"empty_gold must be keep or drop, not {self.empty_gold!r}")
         load_templates(self.templates)  # a bad file fails here, not after the first round's sampling
 
-    def rollout_config(self) -> RolloutConfig:
-        """The rollout engine's settings for a round."""
-        from mtsql.rollout.engine import RolloutConfig
-
-        return RolloutConfig(
-            samples=self.samples,
-            max_steps=self.max_steps,
-            history_mode=self.history_mode,
-            max_tokens=self.max_tokens,
+    def sampling(self) -> SamplingSettings:
+        """The run's sampling settings."""
+        return SamplingSettings(
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
+            max_tokens=self.max_tokens,
+            max_steps=self.max_steps,
             max_total_tokens=self.max_total_tokens,
-            concurrency=self.concurrency,
-            enable_thinking=self.thinking,
-            templates=self.templates,
+            thinking=self.thinking,
+        )
+
+    def rollout_config(self) -> RolloutConfig:
+        """The rollout engine's settings for a round."""
+        return self.sampling().rollout_config(
+            samples=self.samples, history_mode=self.history_mode, concurrency=self.concurrency, templates=self.templates
         )
