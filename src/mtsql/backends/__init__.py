@@ -22,6 +22,8 @@ from mtsql.backends.base import (
     Generation,
     SamplingParams,
     TokenizerOnly,
+    end_and_pad_ids,
+    token_ids,
 )
 
 BACKENDS: Final = ("transformers", "vllm", "llamacpp", "openai")
@@ -65,5 +67,7 @@ __all__ = [
     "Generation",
     "SamplingParams",
     "TokenizerOnly",
+    "end_and_pad_ids",
     "load_backend",
+    "token_ids",
 ]
