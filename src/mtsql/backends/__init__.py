@@ -22,6 +22,8 @@ from mtsql.backends.base import (
     Generation,
     SamplingParams,
     TokenizerOnly,
+    end_and_pad_ids,
+    token_ids,
 )
 from mtsql.errors import ConfigError
 
@@ -66,5 +68,7 @@ __all__ = [
     "Generation",
     "SamplingParams",
     "TokenizerOnly",
+    "end_and_pad_ids",
     "load_backend",
+    "token_ids",
 ]

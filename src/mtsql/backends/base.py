@@ -213,6 +213,24 @@ class BatchedBackend(Backend):
             self._worker = None
 
 
+def token_ids(value: int | Sequence[int] | None) -> tuple[int, ...]:
+    """A config's token-id setting (one id, a list of them, or none) as a tuple of ids."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def end_and_pad_ids(generation_config: Any, tokenizer: Any, *, model: str = "the model") -> tuple[tuple[int, ...], int]:
+    """The end-of-sequence ids and the pad id of a Hugging Face model, as every backend sampling one decides them:
+    the end ids are the generation config's (else the tokenizer's), the pad id the tokenizer's (else the generation
+    config's, else the first end id). Raises ``ValueError`` when ``model`` defines neither."""
+    eos = token_ids(generation_config.eos_token_id) or token_ids(tokenizer.eos_token_id)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else generation_config.pad_token_id
+    if pad is None and not eos:
+        raise ValueError(f"{model} defines neither a pad token nor an end-of-sequence token")
+    return eos, pad if pad is not None else eos[0]
+
+
 class TokenizerOnly(Backend):
     """A tokenizer without a model, for episodes whose messages a scripted policy writes (gold trajectories):
     building such data needs no weights. :meth:`generate` raises :class:`BackendError`."""

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any
 
-from mtsql.backends.base import BatchedBackend, Generation, SamplingParams
+from mtsql.backends.base import BatchedBackend, Generation, SamplingParams, end_and_pad_ids
 from mtsql.errors import ConfigError
 
 try:
@@ -52,61 +52,45 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 
-class TransformersBackend(BatchedBackend):
-    """Generate with a Hugging Face causal LM loaded from ``model`` (a local path or a hub id).
+class CausalLMBackend(BatchedBackend):
+    """Exact batched sampling (left padding, per-row limits, logprobs recorded while sampling, seeded) on a Hugging
+    Face causal LM that the caller holds: :class:`TransformersBackend` loads one from a checkpoint, a GRPO trainer
+    lends its own (``mtsql.train.rl.rollout.TrainerModelBackend``).
 
-    ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``dtype``:
-    ``"auto"`` (the checkpoint's) or a torch dtype or its name (``"bfloat16"``); ``max_batch_size``: most prompts a
-    batch; ``seed``: starts the sequence of batch seeds (``None``: from the OS); ``max_model_len``: a context shorter
-    than the model's ``max_position_embeddings`` (to bound memory); ``attn_implementation``: passed to
-    ``from_pretrained`` (``"sdpa"``, ``"eager"``, ``"flash_attention_2"``, ...).
+    ``hf_model`` may be ``None`` until it generates (set it then); ``generation_config`` (the model's) and
+    ``tokenizer`` give the end-of-sequence and pad ids (:func:`~mtsql.backends.base.end_and_pad_ids`), and
+    :attr:`generation_config` is a config holding only those ids, for the model while this backend samples with it.
+    ``model`` names it; ``device`` is where its inputs go; ``max_model_len`` bounds prompt and completion.
     """
 
     name = "transformers"
 
     def __init__(
         self,
-        model: str | PathLike[str],
+        hf_model: Any,
+        tokenizer: Any,
         *,
-        device: str = "auto",
-        dtype: str | torch.dtype = "auto",
+        model: str,
+        device: torch.device,
+        generation_config: Any,
         max_batch_size: int = 32,
         seed: int | None = 0,
         max_model_len: int | None = None,
-        trust_remote_code: bool = False,
-        attn_implementation: str | None = None,
     ) -> None:
         super().__init__()
-        if max_batch_size < 1:
-            raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
-        self.model = str(model)
+        _check_batch_size(max_batch_size)
+        self.model = model
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self.device = device
         self.max_batch_size = max_batch_size
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model, trust_remote_code=trust_remote_code)
-        # Loaded straight onto the device (no full copy in host memory first).
-        load_options: dict[str, Any] = {
-            "dtype": _torch_dtype(dtype),
-            "device_map": self.device,
-            "trust_remote_code": trust_remote_code,
-        }
-        if attn_implementation is not None:
-            load_options["attn_implementation"] = attn_implementation
-        self.hf_model = AutoModelForCausalLM.from_pretrained(self.model, **load_options).eval()
-
-        source = self.hf_model.generation_config
-        self.eos_token_ids: tuple[int, ...] = _ids(source.eos_token_id) or _ids(self.tokenizer.eos_token_id)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else source.pad_token_id
-        if pad is None and not self.eos_token_ids:
-            raise ValueError(f"{self.model} defines neither a pad token nor an end-of-sequence token")
-        self.pad_token_id: int = pad if pad is not None else self.eos_token_ids[0]
-        self.hf_model.generation_config = GenerationConfig(
-            bos_token_id=source.bos_token_id, eos_token_id=list(self.eos_token_ids), pad_token_id=self.pad_token_id
+        self.eos_token_ids, self.pad_token_id = end_and_pad_ids(generation_config, tokenizer, model=model)
+        self.generation_config = GenerationConfig(
+            bos_token_id=generation_config.bos_token_id,
+            eos_token_id=list(self.eos_token_ids),
+            pad_token_id=self.pad_token_id,
         )
-
-        model_len = getattr(self.hf_model.config.get_text_config(), "max_position_embeddings", None)
-        if max_model_len is not None and model_len is not None and max_model_len > model_len:
-            raise ConfigError(f"max_model_len {max_model_len} exceeds the model's {model_len} positions")
-        self._max_model_len: int | None = max_model_len if max_model_len is not None else model_len
+        self._max_model_len = max_model_len
         self._seeds = random.Random(seed)
 
     @property
@@ -163,6 +147,59 @@ class TransformersBackend(BatchedBackend):
         return min(params.max_tokens, room)
 
 
+class TransformersBackend(CausalLMBackend):
+    """Generate with a Hugging Face causal LM loaded from ``model`` (a local path or a hub id).
+
+    ``device``: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``dtype``:
+    ``"auto"`` (the checkpoint's) or a torch dtype or its name (``"bfloat16"``); ``max_batch_size``: most prompts a
+    batch; ``seed``: starts the sequence of batch seeds (``None``: from the OS); ``max_model_len``: a context shorter
+    than the model's ``max_position_embeddings`` (to bound memory); ``attn_implementation``: passed to
+    ``from_pretrained`` (``"sdpa"``, ``"eager"``, ``"flash_attention_2"``, ...).
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str | PathLike[str],
+        *,
+        device: str = "auto",
+        dtype: str | torch.dtype = "auto",
+        max_batch_size: int = 32,
+        seed: int | None = 0,
+        max_model_len: int | None = None,
+        trust_remote_code: bool = False,
+        attn_implementation: str | None = None,
+    ) -> None:
+        _check_batch_size(max_batch_size)  # before loading anything
+        name = str(model)
+        target = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        # Loaded straight onto the device (no full copy in host memory first).
+        load_options: dict[str, Any] = {
+            "dtype": _torch_dtype(dtype),
+            "device_map": target,
+            "trust_remote_code": trust_remote_code,
+        }
+        if attn_implementation is not None:
+            load_options["attn_implementation"] = attn_implementation
+        hf_model = AutoModelForCausalLM.from_pretrained(name, **load_options).eval()
+        model_len = getattr(hf_model.config.get_text_config(), "max_position_embeddings", None)
+        if max_model_len is not None and model_len is not None and max_model_len > model_len:
+            raise ConfigError(f"max_model_len {max_model_len} exceeds the model's {model_len} positions")
+        super().__init__(
+            hf_model,
+            tokenizer,
+            model=name,
+            device=target,
+            generation_config=hf_model.generation_config,
+            max_batch_size=max_batch_size,
+            seed=seed,
+            max_model_len=max_model_len if max_model_len is not None else model_len,
+        )
+        hf_model.generation_config = self.generation_config
+
+
 class _LogprobRecorder(LogitsProcessor):
     """Records each sampled token's logprob, first in the processor list so it sees the raw logits. Step k's
     distribution is kept until step k+1, whose input ends with the token step k sampled; the last step's is
@@ -207,10 +244,9 @@ def _cut(ids: list[int], logprobs: list[float], stops: set[int]) -> Generation:
     return Generation(ids, logprobs, "length")
 
 
-def _ids(value: int | Sequence[int] | None) -> tuple[int, ...]:
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, int) else tuple(value)
+def _check_batch_size(max_batch_size: int) -> None:
+    if max_batch_size < 1:
+        raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
 
 
 def _torch_dtype(dtype: str | torch.dtype) -> str | torch.dtype:

@@ -31,71 +31,32 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
-from mtsql.backends.base import BatchedBackend, Generation, SamplingParams
+from mtsql.backends.base import BatchedBackend, Generation, SamplingParams, token_ids
 from mtsql.errors import ConfigError
 
 if TYPE_CHECKING:
     from vllm import LLM, RequestOutput
 
 
-class VLLMBackend(BatchedBackend):
-    """Generate with ``vllm.LLM`` serving ``model`` (a local path or a hub id).
-
-    ``gpu_memory_utilization``, ``max_model_len`` (default: the model's), ``dtype``, ``seed``,
-    ``tensor_parallel_size``, ``enable_prefix_caching`` and ``trust_remote_code`` are vLLM's engine options, and so
-    is anything in ``engine_args`` (``enforce_eager=True``, ``quantization=...``); ``max_batch_size`` is the most
-    prompts handed to the engine at once.
-    """
+class VLLMEngineBackend(BatchedBackend):
+    """Requests on a ``vllm.LLM`` that the caller holds (built with ``logprobs_mode="processed_logprobs"``; see the
+    module docstring): :class:`VLLMBackend` builds one, a GRPO trainer lends the one TRL colocates
+    (``mtsql.train.rl.rollout.ColocatedVLLMBackend``). ``eos_token_ids`` join every request's stop ids;
+    ``max_batch_size`` is the most prompts handed to the engine at once."""
 
     name = "vllm"
 
     def __init__(
-        self,
-        model: str | PathLike[str],
-        *,
-        gpu_memory_utilization: float = 0.9,
-        max_model_len: int | None = None,
-        dtype: str = "auto",
-        seed: int = 0,
-        tensor_parallel_size: int = 1,
-        enable_prefix_caching: bool = True,
-        max_batch_size: int = 256,
-        trust_remote_code: bool = False,
-        **engine_args: Any,
+        self, llm: LLM, tokenizer: Any, *, model: str, eos_token_ids: Sequence[int], max_batch_size: int = 256
     ) -> None:
         super().__init__()
-        try:
-            import vllm
-            from transformers import AutoTokenizer, GenerationConfig
-        except ImportError as err:
-            raise ImportError(
-                f"the vllm backend needs {err.name or 'vllm'}: install mtsql[vllm] (on a machine with a CUDA GPU)"
-            ) from err
-        if max_batch_size < 1:
-            raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
-        self.model = str(model)
+        _check_batch_size(max_batch_size)
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.model = model
         self.max_batch_size = max_batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model, trust_remote_code=trust_remote_code)
-        try:
-            eos = GenerationConfig.from_pretrained(self.model).eos_token_id
-        except OSError:  # no generation config: the tokenizer's end-of-sequence token
-            eos = None
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        self.eos_token_ids: tuple[int, ...] = (eos,) if isinstance(eos, int) else tuple(eos or ())
-        self.llm: LLM = vllm.LLM(
-            model=self.model,
-            dtype=dtype,
-            seed=seed,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size,
-            enable_prefix_caching=enable_prefix_caching,
-            trust_remote_code=trust_remote_code,
-            logprobs_mode="processed_logprobs",
-            **engine_args,
-        )
-        self._max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        self.eos_token_ids: tuple[int, ...] = tuple(eos_token_ids)
+        self._max_model_len: int = llm.llm_engine.model_config.max_model_len
 
     @property
     def max_model_len(self) -> int:
@@ -132,6 +93,67 @@ class VLLMBackend(BatchedBackend):
             use_tqdm=False,
         )
         return [_generation(output) for output in outputs]
+
+
+class VLLMBackend(VLLMEngineBackend):
+    """Generate with ``vllm.LLM`` serving ``model`` (a local path or a hub id).
+
+    ``gpu_memory_utilization``, ``max_model_len`` (default: the model's), ``dtype``, ``seed``,
+    ``tensor_parallel_size``, ``enable_prefix_caching`` and ``trust_remote_code`` are vLLM's engine options, and so
+    is anything in ``engine_args`` (``enforce_eager=True``, ``quantization=...``); ``max_batch_size`` is the most
+    prompts handed to the engine at once.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str | PathLike[str],
+        *,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        seed: int = 0,
+        tensor_parallel_size: int = 1,
+        enable_prefix_caching: bool = True,
+        max_batch_size: int = 256,
+        trust_remote_code: bool = False,
+        **engine_args: Any,
+    ) -> None:
+        try:
+            import vllm
+            from transformers import AutoTokenizer, GenerationConfig
+        except ImportError as err:
+            raise ImportError(
+                f"the vllm backend needs {err.name or 'vllm'}: install mtsql[vllm] (on a machine with a CUDA GPU)"
+            ) from err
+        _check_batch_size(max_batch_size)  # before building the engine
+        name = str(model)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        try:
+            eos = GenerationConfig.from_pretrained(name).eos_token_id
+        except OSError:  # no generation config: the tokenizer's end-of-sequence token
+            eos = None
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        llm = vllm.LLM(
+            model=name,
+            dtype=dtype,
+            seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            enable_prefix_caching=enable_prefix_caching,
+            trust_remote_code=trust_remote_code,
+            logprobs_mode="processed_logprobs",
+            **engine_args,
+        )
+        super().__init__(llm, tokenizer, model=name, eos_token_ids=token_ids(eos), max_batch_size=max_batch_size)
+
+
+def _check_batch_size(max_batch_size: int) -> None:
+    if max_batch_size < 1:
+        raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
 
 
 def _generation(output: RequestOutput) -> Generation:

@@ -84,8 +84,9 @@ def run_demo(
     evaluation = dialogues if evaluation is None else evaluation
     from mtsql.backends import TokenizerOnly, load_backend
     from mtsql.rewards import RewardConfig
-    from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes
+    from mtsql.rollout import RolloutEngine, read_episodes
     from mtsql.rollout.metrics import episode_metrics
+    from mtsql.train.config import SamplingSettings
     from mtsql.train.gold import GoldStats, gold_rows
     from mtsql.train.sft import SFTRunConfig, train_sft
 
@@ -121,9 +122,8 @@ def run_demo(
     rewards = RewardConfig()
     # llama.cpp: one context (KV cache) per episode in flight, so no more episodes at once than contexts
     concurrency = min(config.concurrency, LLAMACPP_SLOTS) if config.backend == "llamacpp" else config.concurrency
-    rollout_config = RolloutConfig(
-        temperature=0.0, max_tokens=config.max_tokens, max_steps=config.max_steps, concurrency=concurrency
-    )
+    sampling = SamplingSettings(temperature=0.0, max_tokens=config.max_tokens, max_steps=config.max_steps)
+    rollout_config = sampling.rollout_config(concurrency=concurrency)
     gold_engine = RolloutEngine(TokenizerOnly(model), db_dir, rollout_config, tables=tables, rewards=rewards)
     stats = GoldStats()
     rows = gold_rows(gold_engine, dialogues, stats)

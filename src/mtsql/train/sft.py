@@ -10,12 +10,13 @@ A run resumes from the last checkpoint in its output folder.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mtsql.train.config import LoraSettings as LoraSettings  # defined there, shared by every run's config
+from mtsql.train.config import RunConfig
+from mtsql.train.config import resolve_config_path as resolve_config_path
 
 #: Defaults for a small run; anything in the YAML's ``training`` section overrides them.
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -33,66 +34,26 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
-@dataclass(slots=True)
-class LoraSettings:
-    """peft's LoRA: rank, alpha, dropout and the modules adapted (``all-linear`` by default)."""
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
-
-    def peft_config(self) -> Any:
-        """peft's ``LoraConfig`` of these settings, for a causal LM (SFT and GRPO alike)."""
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=self.target_modules,
-            task_type="CAUSAL_LM",
-        )  # fmt: skip
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 @dataclass(slots=True)
-class SFTRunConfig:
-    """One SFT run. ``data`` are JSONL files of SFT rows; ``max_length`` truncates longer rows (counted)."""
+class SFTRunConfig(RunConfig):
+    """One SFT run, read from YAML by :meth:`~mtsql.train.config.RunConfig.from_yaml`: paths in the file are
+    relative to its folder (``model`` only when it exists there, since it may be a hub id), so a run's file means
+    the same from any working directory."""
 
-    model: str
-    data: list[str]
-    output_dir: str
-    max_length: int | None = None
-    lora: LoraSettings | None = None
-    training: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> SFTRunConfig:
-        """Read a run's YAML file. Paths in it are relative to the file's folder (``model`` only when it exists
-        there, since it may be a hub id), so a run's file means the same from any working directory."""
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        unknown = set(values) - {"model", "data", "output_dir", "max_length", "lora", "training"}
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-        for key in ("model", "data", "output_dir"):
-            if key not in values:
-                raise ValueError(f"{path}: '{key}' is required")
-        base = Path(path).resolve().parent
-        data = values["data"] if isinstance(values["data"], list) else [values["data"]]
-        lora = values.get("lora")
-        return cls(
-            model=resolve_config_path(values["model"], base),
-            data=[str(base / str(item)) for item in data],
-            output_dir=str(base / str(values["output_dir"])),
-            max_length=values.get("max_length"),
-            lora=LoraSettings(**lora) if isinstance(lora, dict) else (LoraSettings() if lora is True else None),
-            training=dict(values.get("training") or {}),
-        )
-
-
-def resolve_config_path(value: str, base: Path) -> str:
-    """``value`` relative to the config file's folder when it exists there; anything else (a hub id) as written."""
-    candidate = base / str(value)
-    return str(candidate) if not os.path.isabs(str(value)) and candidate.exists() else str(value)
+    model: str = field(metadata={"help": "a checkpoint folder, a packaged model's name or a hub id", "path": "model"})
+    data: list[str] = field(
+        metadata={"help": "JSONL files of SFT rows (one file or a list)", "path": "file", "convert": _as_list}
+    )
+    output_dir: str = field(metadata={"help": "checkpoints and the final model", "path": "file"})
+    max_length: int | None = field(default=None, metadata={"help": "truncate longer rows (counted)"})
+    lora: LoraSettings | None = field(default=None, metadata={"help": "peft LoRA: true, a mapping, or none"})
+    training: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "trl.SFTConfig keyword arguments, passed as is"}
+    )
 
 
 #: The columns of the two kinds of rows: pre-tokenized trajectories, and the one-shot baseline's messages.

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 
@@ -48,6 +48,9 @@ from mtsql.data.schema import resolve_database_path
 from mtsql.data.sources import DialogueSource
 from mtsql.errors import MtsqlError
 from mtsql.train.files import write_json, write_jsonl
+
+if TYPE_CHECKING:
+    from mtsql.rollout import RolloutConfig
 
 ARMS: Final = ("zero-shot", "one-shot-sft", "protocol-sft", "self-taught", "grpo")
 #: The arms a protocol arm may start from, nearest first.
@@ -96,6 +99,15 @@ class EvalSettings:
     concurrency: int = 2
     one_shot_max_tokens: int = 160
 
+    def rollout_config(self) -> RolloutConfig:
+        """The rollout engine's settings for a protocol arm's evaluation: greedy, predicted history."""
+        from mtsql.train.config import SamplingSettings
+
+        sampling = SamplingSettings(
+            temperature=0.0, max_tokens=self.max_tokens, max_steps=self.max_steps, thinking=self.thinking
+        )
+        return sampling.rollout_config(concurrency=self.concurrency, history_mode="predicted")
+
 
 @dataclass(slots=True)
 class StudyConfig:
@@ -135,7 +147,7 @@ class StudyConfig:
     def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> StudyConfig:
         """Read a study's YAML file; folders are relative to it, ``data_dir`` defaults to ``$MTSQL_DATA_DIR``.
         ``overrides`` replace top-level keys (the CLI's ``--arms``, ``--output-dir``...)."""
-        from mtsql.train.sft import resolve_config_path
+        from mtsql.train.config import resolve_config_path
 
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(values, dict):
@@ -290,12 +302,8 @@ class Study:
             write_jsonl(rows_file, rows)
             self.log(f"  {len(rows)} {kind} training rows from {len(self.train_source.dialogues)} dialogues")
         settings = self.config.one_shot if kind == "one-shot" else self.config.sft
-        run = SFTRunConfig(
-            model=self.base_model,
-            data=[str(rows_file)],
-            output_dir=str(model_dir),
-            max_length=settings.get("max_length"),
-            training=dict(settings.get("training") or {}),
+        run = SFTRunConfig.from_dict(
+            {**settings, "model": self.base_model, "data": [str(rows_file)], "output_dir": str(model_dir)}
         )
         return str(train_sft(run))
 
@@ -306,14 +314,16 @@ class Study:
 
     def _gold_rows(self) -> list[dict[str, Any]]:
         from mtsql.backends import TokenizerOnly
-        from mtsql.rollout import RolloutConfig, RolloutEngine
+        from mtsql.rollout import RolloutEngine
+        from mtsql.train.config import SamplingSettings
         from mtsql.train.gold import gold_rows
 
         evaluation = self.config.evaluation
+        sampling = SamplingSettings(temperature=0.0, max_steps=evaluation.max_steps, thinking=evaluation.thinking)
         engine = RolloutEngine(
             TokenizerOnly(self.base_model),
             self.train_source.db_dir,
-            RolloutConfig(temperature=0.0, max_steps=evaluation.max_steps, enable_thinking=evaluation.thinking),
+            sampling.rollout_config(),
             tables=self.train_source.tables,
         )
         return gold_rows(engine, self.train_source.dialogues)
@@ -365,8 +375,13 @@ class Study:
             "thinking": config.evaluation.thinking,
             **config.self_taught,
         }
-        run = SelfTaughtConfig(
-            model=self._start_of("self-taught"), output_dir=str(folder / "run"), **{**self._train_data(), **settings}
+        run = SelfTaughtConfig.from_dict(
+            {
+                **self._train_data(),
+                **settings,
+                "model": self._start_of("self-taught"),
+                "output_dir": str(folder / "run"),
+            }
         )
         result = run_self_taught(run, progress=self.progress)
         return _link_final(folder, result.final_model)
@@ -416,19 +431,11 @@ class Study:
     def _protocol_predictions(self, model: str, records_file: Path) -> tuple[list[list[str]], dict[str, float]]:
         from mtsql.data.loaders import gold_sessions
         from mtsql.rewards import RewardConfig
-        from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes
+        from mtsql.rollout import RolloutEngine, read_episodes
         from mtsql.rollout.export import predictions_from_episodes
         from mtsql.rollout.metrics import episode_metrics
 
-        evaluation = self.config.evaluation
-        rollout = RolloutConfig(
-            temperature=0.0,
-            max_tokens=evaluation.max_tokens,
-            max_steps=evaluation.max_steps,
-            concurrency=evaluation.concurrency,
-            enable_thinking=evaluation.thinking,
-            history_mode="predicted",
-        )
+        rollout = self.config.evaluation.rollout_config()
         engine = RolloutEngine(
             self._backend(model),
             self.eval_source.db_dir,

@@ -12,21 +12,19 @@ relative to its folder (``model`` only when it exists there, since it may be a h
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final, Literal, get_args
-
-import yaml
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from mtsql.data.dialogue import DATASETS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
-from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates, templates_relative_to
+from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.sql.hardness import HARDNESS_LEVELS
+from mtsql.train.config import LoraSettings, RunConfig, SamplingSettings
 from mtsql.train.rl.curriculum import CurriculumSettings
-from mtsql.train.sft import LoraSettings, resolve_config_path
+
+if TYPE_CHECKING:
+    from mtsql.rollout.engine import RolloutConfig
 
 EpisodeKind = Literal["question", "dialogue"]
 ContextKind = Literal["gold", "sampled"]
@@ -60,6 +58,11 @@ _OWNED: Final = {
 }
 
 
+def _or_none(value: Any) -> Any:
+    """An empty ``curriculum:`` section means none."""
+    return value or None
+
+
 @dataclass(slots=True)
 class DataSettings:
     """The training prompts: a bundled ``example`` or a benchmark (``dataset``, ``split``, ``data_dir``), its first
@@ -68,15 +71,17 @@ class DataSettings:
     did) or ``drop`` them (any empty result execution-matches there); ``rewards.empty_gold_weight`` down-weights
     their outcome instead."""
 
-    example: str | None = None
-    dataset: str | None = None
-    split: str = "train"
-    data_dir: str | None = None
-    limit: int | None = None
-    sample: int | None = None
-    sample_seed: int = 0
-    hardness: list[str] = field(default_factory=lambda: list(HARDNESS_LEVELS))
-    empty_gold: str = "keep"
+    example: str | None = field(default=None, metadata={"help": "a bundled example's name (or dataset)"})
+    dataset: str | None = field(default=None, metadata={"help": "a benchmark: sparc, cosql... (or example)"})
+    split: str = field(default="train", metadata={"help": "the benchmark's split"})
+    data_dir: str | None = field(default=None, metadata={"help": "the benchmark's folder", "path": "file"})
+    limit: int | None = field(default=None, metadata={"help": "only the first this many dialogues"})
+    sample: int | None = field(default=None, metadata={"help": "a seeded sample of this many dialogues"})
+    sample_seed: int = field(default=0, metadata={"help": "the sample's seed"})
+    hardness: list[str] = field(
+        default_factory=lambda: list(HARDNESS_LEVELS), metadata={"help": "the gold hardness levels trained on"}
+    )
+    empty_gold: str = field(default="keep", metadata={"help": "keep or drop questions whose gold returns no rows"})
 
     def __post_init__(self) -> None:
         if (self.example is None) == (self.dataset is None):
@@ -96,17 +101,9 @@ class DataSettings:
 
 
 @dataclass(slots=True)
-class SamplingSettings:
-    """How episodes are sampled: per assistant message ``max_tokens``, per question ``max_steps`` messages, per
-    episode ``max_total_tokens`` (prompt and completion), and Qwen3's ``thinking`` switch."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_tokens: int = 512
-    max_steps: int = 4
-    max_total_tokens: int | None = None
-    thinking: bool = True
+class GRPOSamplingSettings(SamplingSettings):
+    """How episodes are sampled (:class:`~mtsql.train.config.SamplingSettings`); the temperature, top-p and top-k
+    are GRPOConfig's too, and the temperature must be positive."""
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -123,10 +120,10 @@ class GenerationSettings:
     server; a server serves the model as ``server_model``, default the model's path); ``concurrency`` episodes
     are in flight per process."""
 
-    backend: GenerationBackend = "trainer"
-    max_batch_size: int = 64
-    concurrency: int = 256
-    server_model: str | None = None
+    backend: GenerationBackend = field(default="trainer", metadata={"help": "trainer or vllm"})
+    max_batch_size: int = field(default=64, metadata={"help": "prompts per generate call (trainer)"})
+    concurrency: int = field(default=256, metadata={"help": "episodes in flight per process"})
+    server_model: str | None = field(default=None, metadata={"help": "the model's name on a vLLM server"})
 
     def __post_init__(self) -> None:
         if self.backend not in GENERATION_BACKENDS:
@@ -136,7 +133,7 @@ class GenerationSettings:
 
 
 @dataclass(slots=True)
-class RLConfig:
+class RLConfig(RunConfig):
     """One GRPO run (see the module docstring and ``docs/rl.md``).
 
     ``episode``: ``question`` (one question's loop, the earlier questions as context: ``context: gold`` plays them
@@ -144,22 +141,36 @@ class RLConfig:
     (the whole dialogue, its reward the mean over its questions). ``history_mode``: what the dialogue memory holds
     (``oracle``, the original's training setting, or ``predicted``). ``templates``: the environment's text set, a
     built-in name or a TOML file (relative to the YAML file).
+
+    Read from YAML by :meth:`~mtsql.train.config.RunConfig.from_yaml` (keys: the fields; sections: mappings of
+    their settings) or from a mapping by :meth:`~mtsql.train.config.RunConfig.from_dict`.
     """
 
-    model: str
-    output_dir: str
-    data: DataSettings
-    episode: EpisodeKind = "question"
-    context: ContextKind = "gold"
-    history_mode: HistoryMode = "oracle"
-    templates: str = DEFAULT_TEMPLATES
-    num_generations: int = 5
-    sampling: SamplingSettings = field(default_factory=SamplingSettings)
-    rewards: RewardConfig = field(default_factory=RewardConfig)
-    curriculum: CurriculumSettings | None = None
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
-    lora: LoraSettings | None = None
-    training: dict[str, Any] = field(default_factory=dict)
+    model: str = field(metadata={"help": "the policy: a checkpoint folder or a hub id", "path": "model"})
+    output_dir: str = field(metadata={"help": "checkpoints, metrics and the final model", "path": "file"})
+    data: DataSettings = field(metadata={"help": "the training prompts"})
+    episode: EpisodeKind = field(default="question", metadata={"help": "question or dialogue"})
+    context: ContextKind = field(default="gold", metadata={"help": "earlier questions played by gold or sampled"})
+    history_mode: HistoryMode = field(default="oracle", metadata={"help": "what the dialogue memory holds"})
+    templates: str = field(
+        default=DEFAULT_TEMPLATES, metadata={"help": "the environment's texts: a built-in set or a TOML file",
+                                             "path": "templates"}
+    )  # fmt: skip
+    num_generations: int = field(default=5, metadata={"help": "G: samples per prompt"})
+    sampling: GRPOSamplingSettings = field(
+        default_factory=GRPOSamplingSettings, metadata={"help": "how episodes are sampled"}
+    )
+    rewards: RewardConfig = field(default_factory=RewardConfig, metadata={"help": "reward weights and options"})
+    curriculum: CurriculumSettings | None = field(
+        default=None, metadata={"help": "stages by difficulty (none: every prompt throughout)", "convert": _or_none}
+    )
+    generation: GenerationSettings = field(
+        default_factory=GenerationSettings, metadata={"help": "where episodes are generated"}
+    )
+    lora: LoraSettings | None = field(default=None, metadata={"help": "peft LoRA: true, a mapping, or none"})
+    training: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "trl.GRPOConfig keyword arguments, passed as is"}
+    )
 
     def __post_init__(self) -> None:
         if self.episode not in EPISODE_KINDS:
@@ -176,41 +187,13 @@ class RLConfig:
             where = ", ".join(f"{key} (set {_OWNED[key]})" for key in owned)
             raise ValueError(f"training: {where} instead")
 
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> RLConfig:
-        """Read a run's YAML file (keys: the fields; sections: mappings of their settings)."""
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        return cls.from_dict(values, base=Path(path).resolve().parent)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], *, base: Path | None = None) -> RLConfig:
-        """A config from a mapping; relative paths are taken from ``base`` (default: the working directory)."""
-        base = base or Path.cwd()
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
-        for key in ("model", "output_dir", "data"):
-            if key not in values:
-                raise ValueError(f"'{key}' is required")
-        data = dict(values["data"] or {})
-        if data.get("data_dir") is not None:
-            data["data_dir"] = str(base / str(data["data_dir"]))
-        lora = values.get("lora")
-        curriculum = values.get("curriculum")
-        return cls(
-            templates=templates_relative_to(str(values.get("templates", DEFAULT_TEMPLATES)), base),
-            **{k: v for k, v in values.items() if k in ("episode", "context", "history_mode", "num_generations")},
-            model=resolve_config_path(str(values["model"]), base),
-            output_dir=str(base / str(values["output_dir"])),
-            data=DataSettings(**data),
-            sampling=SamplingSettings(**(values.get("sampling") or {})),
-            rewards=RewardConfig.from_dict(values.get("rewards") or {}),
-            curriculum=CurriculumSettings.from_dict(curriculum) if curriculum else None,
-            generation=GenerationSettings(**(values.get("generation") or {})),
-            lora=LoraSettings(**lora) if isinstance(lora, dict) else (LoraSettings() if lora is True else None),
-            training=dict(values.get("training") or {}),
+    def rollout_config(self) -> RolloutConfig:
+        """The rollout engine's settings for the run's episodes (the SQL time limit and isolation are the rewards')."""
+        return self.sampling.rollout_config(
+            history_mode=self.history_mode,
+            concurrency=self.generation.concurrency,
+            templates=self.templates,
+            rewards=self.rewards,
         )
 
     def grpo_settings(self, *, cuda: bool) -> dict[str, Any]:
@@ -229,6 +212,3 @@ class RLConfig:
         if settings["use_vllm"] and self.sampling.max_total_tokens is not None:
             settings.setdefault("vllm_max_model_length", self.sampling.max_total_tokens)
         return settings
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)

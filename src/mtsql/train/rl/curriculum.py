@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mtsql.sql.hardness import HARDNESS_LEVELS
+from mtsql.train.config import build
 
 
 @dataclass(slots=True)
@@ -33,13 +34,15 @@ class StageSettings:
     """One stage: which rows (``hardness`` levels, ``min_depth``..``max_depth``) and when to leave it (after
     ``steps`` optimizer steps, or once the windowed mean reward reaches ``reward_threshold`` after ``min_steps``)."""
 
-    name: str
-    hardness: list[str] = field(default_factory=lambda: list(HARDNESS_LEVELS))
-    min_depth: int = 1
-    max_depth: int | None = None
-    steps: int | None = None
-    reward_threshold: float | None = None
-    min_steps: int = 0
+    name: str = field(metadata={"help": "the stage's name (logged, saved with checkpoints)"})
+    hardness: list[str] = field(
+        default_factory=lambda: list(HARDNESS_LEVELS), metadata={"help": "the gold hardness levels it selects"}
+    )
+    min_depth: int = field(default=1, metadata={"help": "the first question position (1-based) it selects"})
+    max_depth: int | None = field(default=None, metadata={"help": "the last question position it selects"})
+    steps: int | None = field(default=None, metadata={"help": "optimizer steps before the next stage"})
+    reward_threshold: float | None = field(default=None, metadata={"help": "mean reward that ends it earlier"})
+    min_steps: int = field(default=0, metadata={"help": "steps before the threshold counts"})
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.hardness) - set(HARDNESS_LEVELS))
@@ -64,9 +67,9 @@ class CurriculumSettings:
     """The stages in order, the share of prompts replayed from earlier stages, and how many logged rewards the
     threshold averages."""
 
-    stages: list[StageSettings]
-    mix_earlier: float = 0.0
-    window: int = 1
+    stages: list[StageSettings] = field(metadata={"help": "the stages, easy to hard"})
+    mix_earlier: float = field(default=0.0, metadata={"help": "share of prompts replayed from earlier stages"})
+    window: int = field(default=1, metadata={"help": "logged rewards the threshold averages"})
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -78,11 +81,8 @@ class CurriculumSettings:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> CurriculumSettings:
-        unknown = set(values) - {"stages", "mix_earlier", "window"}
-        if unknown:
-            raise ValueError(f"unknown curriculum key(s): {', '.join(sorted(unknown))}")
-        stages = [StageSettings(**stage) for stage in values.get("stages") or []]
-        return cls(stages, float(values.get("mix_earlier", 0.0)), int(values.get("window", 1)))
+        """Settings from a run file's ``curriculum`` section (:func:`mtsql.train.config.build`)."""
+        return build(cls, values, section="curriculum")
 
     @classmethod
     def by_hardness(cls, steps: int | None = None, **options: Any) -> CurriculumSettings:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,13 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mtsql.backends.base import Backend, BatchedBackend
-from mtsql.backends.transformers import TransformersBackend, _ids
-from mtsql.backends.vllm import VLLMBackend
+from mtsql.backends.base import Backend, end_and_pad_ids
+from mtsql.backends.transformers import CausalLMBackend
+from mtsql.backends.vllm import VLLMEngineBackend
 from mtsql.data.dialogue import Dialogue
 from mtsql.env.environment import GoldPolicy
 from mtsql.rewards.config import COMPONENTS
-from mtsql.rollout.engine import RolloutConfig, RolloutEngine
+from mtsql.rollout.engine import RolloutEngine
 from mtsql.train.rl.config import RLConfig
 from mtsql.train.rl.episodes import parse_key
 
@@ -54,6 +53,9 @@ if TYPE_CHECKING:
 
 #: The extra field carrying each completion's reward components to the reward functions.
 REWARDS_FIELD = "mtsql_rewards"
+#: The extra field carrying a rollout call's episode statistics (``episode/*``) to the reward functions, which log
+#: them through TRL's public ``log_metric`` (see :class:`ComponentReward`).
+STATS_FIELD = "mtsql_episode_stats"
 
 
 @dataclass(slots=True)
@@ -105,22 +107,33 @@ def cut_dialogue(record: Mapping[str, Any]) -> Sample | None:
 
 class ComponentReward:
     """A reward function returning one component per completion, so TRL logs each as ``rewards/<name>/mean``
-    and weighs it with ``reward_weights`` (the :class:`~mtsql.rewards.RewardConfig` weights)."""
+    and weighs it with ``reward_weights`` (the :class:`~mtsql.rewards.RewardConfig` weights).
 
-    def __init__(self, component: str) -> None:
+    With ``log_stats``, it also logs the rollout call's episode statistics (:data:`STATS_FIELD`) through the
+    ``log_metric`` keyword TRL gives reward functions: TRL's public way for metrics of one's own, averaged over
+    each logging step beside its own. (A ``rollout_func`` is given no such hook; one reward function logs them.)"""
+
+    def __init__(self, component: str, *, log_stats: bool = False) -> None:
         if component not in COMPONENTS:
             raise ValueError(f"unknown reward component {component!r}")
         self.component = component
+        self.log_stats = log_stats
         self.__name__ = component
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         rewards: Sequence[Mapping[str, float] | None] = kwargs[REWARDS_FIELD]
+        log_metric = kwargs.get("log_metric")
+        stats = kwargs.get(STATS_FIELD)
+        if self.log_stats and log_metric is not None and stats:
+            for name, value in stats[0].items():  # the call's statistics, the same for every completion
+                log_metric(name, value)
         return [None if r is None else r[self.component] for r in rewards]
 
 
 def reward_functions() -> list[ComponentReward]:
-    """One reward function per component, in :data:`~mtsql.rewards.config.COMPONENTS` order."""
-    return [ComponentReward(name) for name in COMPONENTS]
+    """One reward function per component, in :data:`~mtsql.rewards.config.COMPONENTS` order (the first also logs
+    the episode statistics)."""
+    return [ComponentReward(name, log_stats=index == 0) for index, name in enumerate(COMPONENTS)]
 
 
 class EpisodeRollout:
@@ -140,7 +153,7 @@ class EpisodeRollout:
         self.last_records: list[dict[str, Any]] = []
         self._calls = 0
 
-    def __call__(self, prompts: Sequence[str], trainer: GRPOTrainer) -> dict[str, list[Any]]:
+    def __call__(self, prompts: Sequence[str], trainer: GRPOTrainer) -> dict[str, Any]:
         engine = self._engine(trainer)
         live = engine.backend.live() if isinstance(engine.backend, TrainerModelBackend) else nullcontext()
         start = time.perf_counter()
@@ -150,17 +163,15 @@ class EpisodeRollout:
         self.last_records = records
         self._calls += 1
         samples = [self._cut(prompt, record, engine) for prompt, record in zip(prompts, records, strict=True)]
-        log = getattr(trainer, "_log_metric", None)  # TRL's hook for reward functions' metrics
-        if log is not None:
-            for name, value in episode_stats(prompts, records).items():
-                log(f"episode/{name}", value)
-            log("episode/rollout_s", elapsed)  # generation, environment and rewards of this call
+        stats = {f"episode/{name}": value for name, value in episode_stats(prompts, records).items()}
+        stats["episode/rollout_s"] = elapsed  # generation, environment and rewards of this call
         return {
             "prompt_ids": [s.prompt_ids for s in samples],
             "completion_ids": [s.completion_ids for s in samples],
             "logprobs": [s.logprobs for s in samples],
             "env_mask": [s.env_mask for s in samples],
             REWARDS_FIELD: [s.rewards for s in samples],
+            STATS_FIELD: stats,  # not a list: TRL hands it to every completion's reward call as is
         }
 
     async def _play_all(self, engine: RolloutEngine, prompts: Sequence[str]) -> list[dict[str, Any]]:
@@ -205,23 +216,10 @@ class EpisodeRollout:
     def _engine(self, trainer: GRPOTrainer) -> RolloutEngine:
         if self.engine is None:
             config = self.config
-            sampling = config.sampling
-            rollout = RolloutConfig(
-                max_steps=sampling.max_steps,
-                history_mode=config.history_mode,
-                max_tokens=sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                top_k=sampling.top_k,
-                max_total_tokens=sampling.max_total_tokens,
-                concurrency=config.generation.concurrency,
-                enable_thinking=sampling.thinking,
-                templates=config.templates,
-                sql_timeout=config.rewards.timeout,
-                sql_isolate=config.rewards.isolate,
-            )
             backend = make_backend(trainer, config)
-            self.engine = RolloutEngine(backend, self.db_dir, rollout, tables=self.tables, rewards=config.rewards)
+            self.engine = RolloutEngine(
+                backend, self.db_dir, config.rollout_config(), tables=self.tables, rewards=config.rewards
+            )
         return self.engine
 
 
@@ -292,21 +290,14 @@ def make_backend(trainer: GRPOTrainer, config: RLConfig) -> Backend:
     return ColocatedVLLMBackend(trainer, max_batch_size=config.generation.max_batch_size)
 
 
-def _generation_ids(trainer: GRPOTrainer) -> tuple[Any, tuple[int, ...], int]:
-    """The unwrapped model's generation config, its end-of-sequence ids and the pad id (the backends' rules)."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    source = model.generation_config
-    tokenizer = trainer.processing_class
-    eos = _ids(source.eos_token_id) or _ids(tokenizer.eos_token_id)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else source.pad_token_id
-    if pad is None and not eos:
-        raise ValueError("the model defines neither a pad token nor an end-of-sequence token")
-    return source, eos, pad if pad is not None else eos[0]
+def _model_name(model: Any, default: str) -> str:
+    return str(getattr(model, "name_or_path", "") or default)
 
 
-class TrainerModelBackend(TransformersBackend):
-    """:class:`~mtsql.backends.transformers.TransformersBackend`'s exact batched sampling (left padding, per-row
-    limits, logprobs recorded while sampling, seeded) on the trainer's own model: no weights are loaded or copied.
+class TrainerModelBackend(CausalLMBackend):
+    """:class:`~mtsql.backends.transformers.CausalLMBackend`'s exact batched sampling (left padding, per-row
+    limits, logprobs recorded while sampling, seeded; the transformers backend's) on the trainer's own model: no
+    weights are loaded or copied.
 
     Generation happens inside :meth:`live`, which unwraps the model (gathering ZeRO-3 parameters, as TRL does for
     its own generation), puts it in eval mode with a generation config holding only its token ids, and restores
@@ -316,24 +307,20 @@ class TrainerModelBackend(TransformersBackend):
     name = "trainer"
 
     def __init__(self, trainer: GRPOTrainer, *, max_batch_size: int, max_model_len: int | None, seed: int) -> None:
-        from transformers import GenerationConfig
-
-        BatchedBackend.__init__(self)  # the checkpoint-loading constructor is replaced, not extended
-        self.trainer = trainer
-        self.tokenizer = trainer.processing_class
-        self.max_batch_size = max_batch_size
-        self.device = trainer.accelerator.device
-        source, self.eos_token_ids, self.pad_token_id = _generation_ids(trainer)
         model = trainer.accelerator.unwrap_model(trainer.model)
-        self.model = str(getattr(model, "name_or_path", "") or "trainer")
-        self._clean_config = GenerationConfig(
-            bos_token_id=source.bos_token_id, eos_token_id=list(self.eos_token_ids), pad_token_id=self.pad_token_id
-        )
         limit = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         lengths = [n for n in (max_model_len, limit) if n]
-        self._max_model_len = min(lengths) if lengths else None
-        self._seeds = random.Random(seed)
-        self.hf_model = None
+        super().__init__(
+            None,  # lent by live()
+            trainer.processing_class,
+            model=_model_name(model, "trainer"),
+            device=trainer.accelerator.device,
+            generation_config=model.generation_config,
+            max_batch_size=max_batch_size,
+            seed=seed,
+            max_model_len=min(lengths) if lengths else None,
+        )
+        self.trainer = trainer
 
     @contextmanager
     def live(self) -> Iterator[None]:
@@ -350,7 +337,7 @@ class TrainerModelBackend(TransformersBackend):
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             training, config = model.training, base.generation_config
             model.eval()
-            base.generation_config = self._clean_config
+            base.generation_config = self.generation_config
             self.hf_model = model
             try:
                 yield
@@ -360,19 +347,21 @@ class TrainerModelBackend(TransformersBackend):
                 model.train(training)
 
 
-class ColocatedVLLMBackend(VLLMBackend):
-    """:class:`~mtsql.backends.vllm.VLLMBackend`'s requests on the ``vllm.LLM`` TRL colocates in this process
+class ColocatedVLLMBackend(VLLMEngineBackend):
+    """:class:`~mtsql.backends.vllm.VLLMEngineBackend`'s requests on the ``vllm.LLM`` TRL colocates in this process
     (``vllm_mode: colocate``): TRL builds it with processed logprobs and syncs the trainer's weights into it
     before each ``rollout_func`` call."""
 
     name = "vllm-colocate"
 
     def __init__(self, trainer: GRPOTrainer, *, max_batch_size: int) -> None:
-        BatchedBackend.__init__(self)  # the engine-building constructor is replaced, not extended
-        generation = trainer.vllm_generation
-        self.llm = generation.llm
-        self.tokenizer = trainer.processing_class
-        self.max_batch_size = max_batch_size
-        self.model = str(getattr(trainer.accelerator.unwrap_model(trainer.model), "name_or_path", "") or "vllm")
-        _, self.eos_token_ids, _ = _generation_ids(trainer)
-        self._max_model_len = self.llm.llm_engine.model_config.max_model_len
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        name = _model_name(model, "vllm")
+        eos, _ = end_and_pad_ids(model.generation_config, trainer.processing_class, model=name)
+        super().__init__(
+            trainer.vllm_generation.llm,
+            trainer.processing_class,
+            model=name,
+            eos_token_ids=eos,
+            max_batch_size=max_batch_size,
+        )
