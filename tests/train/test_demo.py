@@ -46,7 +46,7 @@ def test_held_out_evaluation(example: Any, dialogues: list[Dialogue], tmp_path: 
     )
     assert (result.dialogues, result.evaluated, result.held_out) == (2, 1, True)
     for name in ("before", "after"):
-        assert {r["dialogue_id"] for r in read_episodes(tmp_path / f"{name}.jsonl")} == {dialogues[2].id}
+        assert {r.dialogue_id for r in read_episodes(tmp_path / f"{name}.jsonl")} == {dialogues[2].id}
 
 
 def test_the_llamacpp_demo_needs_a_real_model() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from mtsql.data import Dialogue, Turn
 from mtsql.rewards import COMPONENTS, RewardConfig
+from mtsql.rollout.trajectory import Trajectory
 from mtsql.train.rl.config import RLConfig
 from mtsql.train.rl.episodes import episode_key, episode_rows, parse_key
 
@@ -147,7 +148,7 @@ def test_empty_gold_questions_can_be_dropped(example: Any, dialogues: list[Dialo
 
 
 @pytest.fixture(scope="module")
-def gold(checkpoint: Path, example: Any, dialogues: list[Dialogue]) -> list[dict[str, Any]]:
+def gold(checkpoint: Path, example: Any, dialogues: list[Dialogue]) -> list[Trajectory]:
     engine = RolloutEngine(
         TokenizerOnly(str(checkpoint)), example.db_dir, RolloutConfig(), tables=example.tables, rewards=RewardConfig()
     )
@@ -155,50 +156,50 @@ def gold(checkpoint: Path, example: Any, dialogues: list[Dialogue]) -> list[dict
 
 
 def test_a_question_episode_is_its_segments_after_everything_before_them(
-    gold: list[dict[str, Any]], checkpoint: Path
+    gold: list[Trajectory], checkpoint: Path
 ) -> None:
     from transformers import AutoTokenizer
 
     decode = AutoTokenizer.from_pretrained(checkpoint).decode
     record = gold[0]
-    assert record["n_turns"] == 3
-    segments = record["segments"]
-    model_1 = [s for s in segments if s["kind"] == "model" and s["turn"] == 1]
+    assert record.n_turns == 3
+    segments = record.segments
+    model_1 = [s for s in segments if s.kind == "model" and s.turn == 1]
     sample = cut_question(record, 1)
     assert sample is not None
-    start, end = model_1[0]["start"], model_1[-1]["end"]
-    assert sample.prompt_ids == record["prompt_ids"] + record["completion_ids"][:start]
-    assert sample.completion_ids == record["completion_ids"][start:end]
-    assert sample.env_mask == record["completion_mask"][start:end] and sample.logprobs == record["logprobs"][start:end]
+    start, end = model_1[0].start, model_1[-1].end
+    assert sample.prompt_ids == record.prompt_ids + record.completion_ids[:start]
+    assert sample.completion_ids == record.completion_ids[start:end]
+    assert sample.env_mask == record.completion_mask[start:end] and sample.logprobs == record.logprobs[start:end]
     assert len(sample.completion_ids) == len(sample.env_mask) == len(sample.logprobs)
     # the prompt ends with the second question, the completion with the model's answer and its closing token
-    assert record["turns"][1]["question"] in decode(sample.prompt_ids[-40:])
+    assert record.turns[1].question in decode(sample.prompt_ids[-40:])
     assert decode(sample.completion_ids).rstrip().endswith("</answer_sql><|im_end|>")
     # the tool replies inside the question are masked, the model's messages are not
     for segment in segments:
-        if segment["turn"] == 1 and segment["end"] <= end:
-            bits = set(sample.env_mask[segment["start"] - start : segment["end"] - start])
-            assert bits == ({1} if segment["kind"] == "model" else {0})
+        if segment.turn == 1 and segment.end <= end:
+            bits = set(sample.env_mask[segment.start - start : segment.end - start])
+            assert bits == ({1} if segment.kind == "model" else {0})
     assert 0 in sample.env_mask and sample.env_mask[0] == sample.env_mask[-1] == 1
     assert sample.rewards is not None
-    assert sample.rewards == {k: record["rewards"]["questions"][1][k] for k in (*COMPONENTS, "total")}
+    assert sample.rewards == {k: record.rewards["questions"][1][k] for k in (*COMPONENTS, "total")}
     first = cut_question(record, 0)
-    assert first is not None and first.prompt_ids == record["prompt_ids"]
+    assert first is not None and first.prompt_ids == record.prompt_ids
     assert cut_question(record, 7) is None
 
 
-def test_a_dialogue_episode_ends_with_its_last_model_segment(gold: list[dict[str, Any]]) -> None:
+def test_a_dialogue_episode_ends_with_its_last_model_segment(gold: list[Trajectory]) -> None:
     record = gold[1]
     sample = cut_dialogue(record)
     assert sample is not None
-    last = max(s["end"] for s in record["segments"] if s["kind"] == "model")
-    assert sample.prompt_ids == record["prompt_ids"] and sample.completion_ids == record["completion_ids"][:last]
-    assert sample.rewards is not None and sample.rewards["total"] == pytest.approx(record["rewards"]["total"])
+    last = max(s.end for s in record.segments if s.kind == "model")
+    assert sample.prompt_ids == record.prompt_ids and sample.completion_ids == record.completion_ids[:last]
+    assert sample.rewards is not None and sample.rewards["total"] == pytest.approx(record.rewards["total"])
     # a question the context never reached counts 0 in the mean
-    short = {**record, "rewards": {**record["rewards"], "questions": record["rewards"]["questions"][:1]}}
+    short = dataclasses.replace(record, rewards={**record.rewards, "questions": record.rewards["questions"][:1]})
     cut = cut_dialogue(short)
     assert cut is not None and cut.rewards is not None
-    assert cut.rewards["total"] == pytest.approx(record["rewards"]["questions"][0]["total"] / record["n_turns"])
+    assert cut.rewards["total"] == pytest.approx(record.rewards["questions"][0]["total"] / record.n_turns)
 
 
 def test_reward_functions_return_one_component_each() -> None:
@@ -288,14 +289,14 @@ def test_whole_dialogue_episodes_and_policy_played_context(checkpoint: Path, tmp
     prompts = [row["prompt"] for row in next(iter(whole.get_train_dataloader()))]
     out = whole.rollout_func(prompts, whole)
     for i, (prompt, record) in enumerate(zip(prompts, whole.rollout_func.last_records, strict=True)):
-        assert parse_key(prompt) == (record["dialogue_id"], None) and record["n_turns"] == len(record["turns"])
-        assert record["template_version"] == "mine-v1"
-        last = max(s["end"] for s in record["segments"] if s["kind"] == "model")
-        assert out["prompt_ids"][i] == record["prompt_ids"]
-        assert out["completion_ids"][i] == record["completion_ids"][:last]
-        assert out["env_mask"][i] == record["completion_mask"][:last]
-        questions = record["rewards"]["questions"]
-        assert out[REWARDS_FIELD][i]["total"] == pytest.approx(sum(q["total"] for q in questions) / record["n_turns"])
+        assert parse_key(prompt) == (record.dialogue_id, None) and record.n_turns == len(record.turns)
+        assert record.settings.template_version == "mine-v1"
+        last = max(s.end for s in record.segments if s.kind == "model")
+        assert out["prompt_ids"][i] == record.prompt_ids
+        assert out["completion_ids"][i] == record.completion_ids[:last]
+        assert out["env_mask"][i] == record.completion_mask[:last]
+        questions = record.rewards["questions"]
+        assert out[REWARDS_FIELD][i]["total"] == pytest.approx(sum(q["total"] for q in questions) / record.n_turns)
     sampled = build_trainer(run_config(checkpoint, tmp_path / "sampled", context="sampled"))
     prompts = [row["prompt"] for row in next(iter(sampled.get_train_dataloader()))]
     out = sampled.rollout_func(prompts, sampled)
@@ -306,8 +307,8 @@ def test_whole_dialogue_episodes_and_policy_played_context(checkpoint: Path, tmp
     gold_sql = sampled.rollout_func.dialogues[dialogue_id].turns[0].query
     assert gold_sql not in sampled.processing_class.decode(out["prompt_ids"][0])
     records = sampled.rollout_func.last_records
-    assert all(step["turn"] <= question for step in records[0]["steps"]) and records[0]["n_turns"] == question + 1
-    assert all(len(step["text"]) > 0 for step in records[0]["steps"] if step["turn"] < question)
+    assert all(step.turn <= question for step in records[0].steps) and records[0].n_turns == question + 1
+    assert all(len(step.text) > 0 for step in records[0].steps if step.turn < question)
 
 
 # --- a run: metrics, checkpoints, resume, plots ---------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 
 from mtsql.data import Dialogue
 from mtsql.env.environment import GoldPolicy
+from mtsql.rollout.trajectory import Trajectory
 
 pytest.importorskip("torch")
 pytest.importorskip("trl")
@@ -87,8 +88,8 @@ def config(tmp_path: Path, **changes: Any) -> SelfTaughtConfig:
     return SelfTaughtConfig(model="unused", output_dir=str(tmp_path / "run"), example="festival", **changes)
 
 
-def model_tokens(record: dict[str, Any], question: int) -> int:
-    return sum(s["end"] - s["start"] for s in record["segments"] if s["kind"] == "model" and s["turn"] == question)
+def model_tokens(record: Trajectory, question: int) -> int:
+    return sum(s.end - s.start for s in record.segments if s.kind == "model" and s.turn == question)
 
 
 def test_easy_and_all_solved_questions_keep_the_two_shortest_distinct(
@@ -105,7 +106,7 @@ def test_easy_and_all_solved_questions_keep_the_two_shortest_distinct(
     for row in selection.rows:
         record = records[row["sample"]]
         assert row["rule"] == "shortest" and row["all_solved"]
-        assert row["episode"] == record["id"] and row["dialogue_id"] == dialogue.id
+        assert row["episode"] == record.id and row["dialogue_id"] == dialogue.id
         assert row["difficulty"] == ("easy" if row["question"] == 0 else "medium")
         assert row["length"] == model_tokens(record, row["question"]) == sum(row["assistant_masks"])
         expected = sft_example(record, turns=[row["question"]])
@@ -120,7 +121,7 @@ def test_empty_gold_questions_can_be_left_out(engine: RolloutEngine, dialogues: 
     dialogue = dialogues[0]
     records = [play(engine, dialogue, s, "check. " * (s + 1)) for s in range(2)]
     for record in records:
-        record["rewards"]["questions"][1]["gold_empty"] = True  # as if question 2's gold returned no rows
+        record.rewards["questions"][1]["gold_empty"] = True  # as if question 2's gold returned no rows
     kept = select_trajectories(records, config(tmp_path))
     dropped = select_trajectories(records, config(tmp_path, empty_gold="drop"))
     assert [q for _, q in kept.solved] == [0, 1, 2] and [q for _, q in dropped.solved] == [0, 2]

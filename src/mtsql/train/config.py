@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import yaml
 
 from mtsql.env.templates import templates_relative_to
+from mtsql.errors import ConfigError
 
 if TYPE_CHECKING:
     from mtsql.rewards.config import RewardConfig
@@ -62,7 +63,7 @@ def _resolve_path(kind: str, value: Any, base: Path) -> Any:
         return resolve_config_path(str(value), base)
     if kind == "templates":
         return templates_relative_to(str(value), base)
-    raise ValueError(f"unknown path kind {kind!r}")
+    raise ConfigError(f"unknown path kind {kind!r}")
 
 
 @functools.cache
@@ -104,12 +105,12 @@ def build(cls: type[T], values: Any, *, base: Path | None = None, section: str =
     where = _at(source)
     if not isinstance(values, Mapping):
         at = f"{section}: expected a mapping" if section else "expected a mapping at the top level"
-        raise ValueError(f"{where}{at}, not {type(values).__name__}")
+        raise ConfigError(f"{where}{at}, not {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(str(key) for key in values if key not in fields)
     if unknown:
         keys = f"{section} key(s)" if section else "key(s)"
-        raise ValueError(f"{where}unknown {keys} {', '.join(unknown)}; allowed: {', '.join(fields)}")
+        raise ConfigError(f"{where}unknown {keys} {', '.join(unknown)}; allowed: {', '.join(fields)}")
     missing = [
         f"'{name}'"
         for name, f in fields.items()
@@ -117,7 +118,7 @@ def build(cls: type[T], values: Any, *, base: Path | None = None, section: str =
     ]
     if missing:
         are = "is required" if len(missing) == 1 else "are required"
-        raise ValueError(f"{where}{section + ': ' if section else ''}{', '.join(missing)} {are}")
+        raise ConfigError(f"{where}{section + ': ' if section else ''}{', '.join(missing)} {are}")
     hints = _hints(cls)
     built = {}
     for name, value in values.items():
@@ -139,7 +140,7 @@ def _field_value(f: dataclasses.Field, hint: Any, value: Any, *, base: Path, sec
         if value is None:
             return []
         if not isinstance(value, list):
-            raise ValueError(f"{_at(source)}{section}: expected a list, not {type(value).__name__}")
+            raise ConfigError(f"{_at(source)}{section}: expected a list, not {type(value).__name__}")
         return [
             build(section_class, item, base=base, section=f"{section}[{index}]", source=source)
             for index, item in enumerate(value)
@@ -153,7 +154,7 @@ def _field_value(f: dataclasses.Field, hint: Any, value: Any, *, base: Path, sec
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise ValueError(
+            raise ConfigError(
                 f"{source + ': ' if source else ''}{section}: expected a mapping, not {type(value).__name__}"
             )
         return dict(value)

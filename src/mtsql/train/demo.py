@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mtsql.data.dialogue import Dialogue
+from mtsql.errors import ConfigError
 
 #: llama.cpp contexts for the demo's rollouts (more add no speed on 2 cores: benchmarks/bench_cpu_backends.py).
 LLAMACPP_SLOTS = 2
@@ -80,7 +81,7 @@ def run_demo(
     (default: the training dialogues themselves); ``progress`` shows the rollouts' progress bars."""
     held_out = evaluation is not None
     if evaluation is not None and {d.id for d in evaluation} & {d.id for d in dialogues}:
-        raise ValueError("the evaluation dialogues overlap the training ones")
+        raise ConfigError("the evaluation dialogues overlap the training ones")
     evaluation = dialogues if evaluation is None else evaluation
     from mtsql.backends import TokenizerOnly, load_backend
     from mtsql.rewards import RewardConfig
@@ -103,7 +104,7 @@ def run_demo(
 
     model = config.model
     if config.backend == "llamacpp" and model is None:
-        raise ValueError("the llamacpp backend needs a packaged model or a GGUF file (--model), not the tiny model")
+        raise ConfigError("the llamacpp backend needs a packaged model or a GGUF file (--model), not the tiny model")
     if model is not None:
         from mtsql.models.packaged import resolve_model
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtsql.errors import InputError
 from mtsql.train.config import LoraSettings as LoraSettings  # defined there, shared by every run's config
 from mtsql.train.config import RunConfig
 from mtsql.train.config import resolve_config_path as resolve_config_path
@@ -74,13 +75,13 @@ def load_rows(paths: list[str]) -> Any:
         part = load_dataset("json", data_files=str(path), split="train")
         kind = next((k for k, columns in ROW_KINDS.items() if set(columns) <= set(part.column_names)), None)
         if kind is None:
-            raise ValueError(f"{path}: not SFT rows (columns {part.column_names}): build them with sft build-data")
+            raise InputError(f"{path}: not SFT rows (columns {part.column_names}): build them with sft build-data")
         kinds.add(kind)
         parts.append(part.select_columns(list(ROW_KINDS[kind])))
     if not parts:
-        raise ValueError("no data files")
+        raise InputError("no data files")
     if len(kinds) > 1:
-        raise ValueError("the data files mix trajectories and one-shot rows: train them separately")
+        raise InputError("the data files mix trajectories and one-shot rows: train them separately")
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 

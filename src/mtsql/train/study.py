@@ -452,7 +452,7 @@ class Study:
         protocol = {
             "format_valid": metrics["format_valid"],
             "answered": metrics["answered"],
-            "model_tokens": sum(r["stats"]["model_tokens"] for r in records),
+            "model_tokens": sum(r.stats.model_tokens for r in records),
             "unreached_questions": predicted.unreached_turns,
         }
         return predicted.sessions, protocol

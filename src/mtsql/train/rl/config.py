@@ -13,11 +13,13 @@ relative to its folder (``model`` only when it exists there, since it may be a h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
 
 from mtsql.data.dialogue import DATASETS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
+from mtsql.errors import ConfigError
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.sql.hardness import HARDNESS_LEVELS
 from mtsql.train.config import LoraSettings, RunConfig, SamplingSettings
@@ -26,12 +28,31 @@ from mtsql.train.rl.curriculum import CurriculumSettings
 if TYPE_CHECKING:
     from mtsql.rollout.engine import RolloutConfig
 
-EpisodeKind = Literal["question", "dialogue"]
-ContextKind = Literal["gold", "sampled"]
-GenerationBackend = Literal["trainer", "vllm"]
-EPISODE_KINDS: Final = get_args(EpisodeKind)
-CONTEXT_KINDS: Final = get_args(ContextKind)
-GENERATION_BACKENDS: Final = get_args(GenerationBackend)
+
+class EpisodeKind(StrEnum):
+    """What one GRPO completion is: one question (after everything before it) or a whole dialogue."""
+
+    QUESTION = "question"
+    DIALOGUE = "dialogue"
+
+
+class ContextKind(StrEnum):
+    """What precedes a question episode: the gold trajectory of the earlier questions, or the policy's own."""
+
+    GOLD = "gold"
+    SAMPLED = "sampled"
+
+
+class GenerationBackend(StrEnum):
+    """Who generates the rollouts: the trainer's own model, or vLLM."""
+
+    TRAINER = "trainer"
+    VLLM = "vllm"
+
+
+EPISODE_KINDS: Final = tuple(kind.value for kind in EpisodeKind)
+CONTEXT_KINDS: Final = tuple(kind.value for kind in ContextKind)
+GENERATION_BACKENDS: Final = tuple(backend.value for backend in GenerationBackend)
 
 #: Defaults of the ``training`` section (the original's learning rate; a log line and a metrics line per step).
 TRAINING_DEFAULTS: Final[dict[str, Any]] = {
@@ -85,19 +106,19 @@ class DataSettings:
 
     def __post_init__(self) -> None:
         if (self.example is None) == (self.dataset is None):
-            raise ValueError("data: give exactly one of 'example' and 'dataset'")
+            raise ConfigError("data: give exactly one of 'example' and 'dataset'")
         if self.empty_gold not in ("keep", "drop"):
-            raise ValueError(f"data: empty_gold must be keep or drop, not {self.empty_gold!r}")
+            raise ConfigError(f"data: empty_gold must be keep or drop, not {self.empty_gold!r}")
         if self.dataset is not None:
             if self.dataset not in DATASETS:
-                raise ValueError(f"data: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+                raise ConfigError(f"data: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
             if self.data_dir is None:
-                raise ValueError("data: 'data_dir' is required with 'dataset'")
+                raise ConfigError("data: 'data_dir' is required with 'dataset'")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"data: limit must be at least 1, not {self.limit}")
+            raise ConfigError(f"data: limit must be at least 1, not {self.limit}")
         unknown = sorted(set(self.hardness) - set(HARDNESS_LEVELS))
         if unknown:
-            raise ValueError(f"data: unknown hardness level(s) {unknown}; the levels are {', '.join(HARDNESS_LEVELS)}")
+            raise ConfigError(f"data: unknown hardness level(s) {unknown}; the levels are {', '.join(HARDNESS_LEVELS)}")
 
 
 @dataclass(slots=True)
@@ -107,10 +128,10 @@ class GRPOSamplingSettings(SamplingSettings):
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
-            raise ValueError("sampling: temperature must be positive (GRPO needs distinct samples)")
+            raise ConfigError("sampling: temperature must be positive (GRPO needs distinct samples)")
         for name in ("max_tokens", "max_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"sampling: {name} must be at least 1")
+                raise ConfigError(f"sampling: {name} must be at least 1")
 
 
 @dataclass(slots=True)
@@ -127,9 +148,9 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         if self.backend not in GENERATION_BACKENDS:
-            raise ValueError(f"generation: backend must be one of {', '.join(GENERATION_BACKENDS)}")
+            raise ConfigError(f"generation: backend must be one of {', '.join(GENERATION_BACKENDS)}")
         if self.max_batch_size < 1 or self.concurrency < 1:
-            raise ValueError("generation: max_batch_size and concurrency must be at least 1")
+            raise ConfigError("generation: max_batch_size and concurrency must be at least 1")
 
 
 @dataclass(slots=True)
@@ -174,18 +195,18 @@ class RLConfig(RunConfig):
 
     def __post_init__(self) -> None:
         if self.episode not in EPISODE_KINDS:
-            raise ValueError(f"episode must be one of {', '.join(EPISODE_KINDS)}, not {self.episode!r}")
+            raise ConfigError(f"episode must be one of {', '.join(EPISODE_KINDS)}, not {self.episode!r}")
         if self.context not in CONTEXT_KINDS:
-            raise ValueError(f"context must be one of {', '.join(CONTEXT_KINDS)}, not {self.context!r}")
+            raise ConfigError(f"context must be one of {', '.join(CONTEXT_KINDS)}, not {self.context!r}")
         if self.history_mode not in HISTORY_MODES:
-            raise ValueError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
+            raise ConfigError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
         if self.num_generations < 2:
-            raise ValueError("num_generations must be at least 2: GRPO compares samples of the same prompt")
+            raise ConfigError("num_generations must be at least 2: GRPO compares samples of the same prompt")
         load_templates(self.templates)  # a bad file fails before the model is loaded
         owned = sorted(set(self.training) & set(_OWNED))
         if owned:
             where = ", ".join(f"{key} (set {_OWNED[key]})" for key in owned)
-            raise ValueError(f"training: {where} instead")
+            raise ConfigError(f"training: {where} instead")
 
     def rollout_config(self) -> RolloutConfig:
         """The rollout engine's settings for the run's episodes (the SQL time limit and isolation are the rewards')."""

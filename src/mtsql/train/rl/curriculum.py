@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mtsql.errors import ConfigError
 from mtsql.sql.hardness import HARDNESS_LEVELS
 from mtsql.train.config import build
 
@@ -47,11 +48,13 @@ class StageSettings:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.hardness) - set(HARDNESS_LEVELS))
         if unknown or not self.hardness:
-            raise ValueError(f"stage {self.name!r}: hardness must be among {', '.join(HARDNESS_LEVELS)}, not {unknown}")
+            raise ConfigError(
+                f"stage {self.name!r}: hardness must be among {', '.join(HARDNESS_LEVELS)}, not {unknown}"
+            )
         if self.min_depth < 1 or (self.max_depth is not None and self.max_depth < self.min_depth):
-            raise ValueError(f"stage {self.name!r}: need 1 <= min_depth <= max_depth")
+            raise ConfigError(f"stage {self.name!r}: need 1 <= min_depth <= max_depth")
         if self.steps is not None and self.steps < 1:
-            raise ValueError(f"stage {self.name!r}: steps must be at least 1")
+            raise ConfigError(f"stage {self.name!r}: steps must be at least 1")
 
     def selects(self, row: Mapping[str, Any]) -> bool:
         depth = int(row["depth"])
@@ -73,11 +76,11 @@ class CurriculumSettings:
 
     def __post_init__(self) -> None:
         if not self.stages:
-            raise ValueError("a curriculum needs at least one stage")
+            raise ConfigError("a curriculum needs at least one stage")
         if not 0.0 <= self.mix_earlier <= 1.0:
-            raise ValueError(f"mix_earlier must be between 0 and 1, not {self.mix_earlier}")
+            raise ConfigError(f"mix_earlier must be between 0 and 1, not {self.mix_earlier}")
         if self.window < 1:
-            raise ValueError(f"window must be at least 1, not {self.window}")
+            raise ConfigError(f"window must be at least 1, not {self.window}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> CurriculumSettings:
@@ -101,7 +104,7 @@ class Curriculum:
         self.dropped = [stage.name for stage, pool in kept if not pool]
         kept = [(stage, pool) for stage, pool in kept if pool]
         if not kept:
-            raise ValueError("no curriculum stage selects any training prompt")
+            raise ConfigError("no curriculum stage selects any training prompt")
         self.stages = [stage for stage, _ in kept]
         self.pools = [pool for _, pool in kept]
         self.stage = 0
@@ -187,7 +190,7 @@ class Curriculum:
         """Restore a saved state (from a run with the same stages)."""
         index = int(state["stage"])
         if index >= len(self.stages) or self.stages[index].name != state["stage_name"]:
-            raise ValueError(f"the saved curriculum is at stage {state['stage_name']!r}, which this run does not have")
+            raise ConfigError(f"the saved curriculum is at stage {state['stage_name']!r}, which this run does not have")
         self.stage = index
         self.stage_start = int(state["stage_start"])
         self.rewards.clear()

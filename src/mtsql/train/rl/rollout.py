@@ -43,8 +43,10 @@ from mtsql.backends.transformers import CausalLMBackend
 from mtsql.backends.vllm import VLLMEngineBackend
 from mtsql.data.dialogue import Dialogue
 from mtsql.env.environment import GoldPolicy
+from mtsql.errors import ConfigError
 from mtsql.rewards.config import COMPONENTS
 from mtsql.rollout.engine import RolloutEngine
+from mtsql.rollout.trajectory import Trajectory
 from mtsql.train.rl.config import RLConfig
 from mtsql.train.rl.episodes import parse_key
 
@@ -70,37 +72,37 @@ class Sample:
     rewards: dict[str, float] | None
 
 
-def cut_question(record: Mapping[str, Any], question: int) -> Sample | None:
+def cut_question(record: Trajectory, question: int) -> Sample | None:
     """Question ``question``'s part of an episode record (see the module docstring); ``None`` without model
     tokens for it."""
-    model = [s for s in record["segments"] if s["kind"] == "model" and s["turn"] == question]
+    model = [s for s in record.segments if s.kind == "model" and s.turn == question]
     if not model:
         return None
-    start, end = model[0]["start"], model[-1]["end"]
-    rewards = record.get("rewards") or {}
+    start, end = model[0].start, model[-1].end
+    rewards = record.rewards or {}
     scored = next((q for q in rewards.get("questions", ()) if q["turn"] == question), None)
     return Sample(
-        prompt_ids=list(record["prompt_ids"]) + list(record["completion_ids"][:start]),
-        completion_ids=list(record["completion_ids"][start:end]),
-        env_mask=list(record["completion_mask"][start:end]),
-        logprobs=list(record["logprobs"][start:end]),
+        prompt_ids=list(record.prompt_ids) + list(record.completion_ids[:start]),
+        completion_ids=list(record.completion_ids[start:end]),
+        env_mask=list(record.completion_mask[start:end]),
+        logprobs=list(record.logprobs[start:end]),
         rewards=None if scored is None else {name: float(scored[name]) for name in (*COMPONENTS, "total")},
     )
 
 
-def cut_dialogue(record: Mapping[str, Any]) -> Sample | None:
+def cut_dialogue(record: Trajectory) -> Sample | None:
     """A whole-dialogue episode up to its last model segment; rewards averaged over all its questions."""
-    model = [s for s in record["segments"] if s["kind"] == "model"]
+    model = [s for s in record.segments if s.kind == "model"]
     if not model:
         return None
-    end = model[-1]["end"]
-    questions = (record.get("rewards") or {}).get("questions", [])
-    n = record["n_turns"]
+    end = model[-1].end
+    questions = (record.rewards or {}).get("questions", [])
+    n = record.n_turns
     return Sample(
-        prompt_ids=list(record["prompt_ids"]),
-        completion_ids=list(record["completion_ids"][:end]),
-        env_mask=list(record["completion_mask"][:end]),
-        logprobs=list(record["logprobs"][:end]),
+        prompt_ids=list(record.prompt_ids),
+        completion_ids=list(record.completion_ids[:end]),
+        env_mask=list(record.completion_mask[:end]),
+        logprobs=list(record.logprobs[:end]),
         rewards={name: sum(float(q[name]) for q in questions) / n for name in (*COMPONENTS, "total")},
     )
 
@@ -115,7 +117,7 @@ class ComponentReward:
 
     def __init__(self, component: str, *, log_stats: bool = False) -> None:
         if component not in COMPONENTS:
-            raise ValueError(f"unknown reward component {component!r}")
+            raise ConfigError(f"unknown reward component {component!r}")
         self.component = component
         self.log_stats = log_stats
         self.__name__ = component
@@ -150,7 +152,7 @@ class EpisodeRollout:
         self.db_dir = Path(db_dir)
         self.tables = tables
         self.engine: RolloutEngine | None = None
-        self.last_records: list[dict[str, Any]] = []
+        self.last_records: list[Trajectory] = []
         self._calls = 0
 
     def __call__(self, prompts: Sequence[str], trainer: GRPOTrainer) -> dict[str, Any]:
@@ -174,7 +176,7 @@ class EpisodeRollout:
             STATS_FIELD: stats,  # not a list: TRL hands it to every completion's reward call as is
         }
 
-    async def _play_all(self, engine: RolloutEngine, prompts: Sequence[str]) -> list[dict[str, Any]]:
+    async def _play_all(self, engine: RolloutEngine, prompts: Sequence[str]) -> list[Trajectory]:
         limit = asyncio.Semaphore(self.config.generation.concurrency)
         seen: Counter[str] = Counter()
         samples = []
@@ -182,7 +184,7 @@ class EpisodeRollout:
             samples.append(self._calls * len(prompts) + seen[prompt])
             seen[prompt] += 1
 
-        async def play(prompt: str, sample: int) -> dict[str, Any]:
+        async def play(prompt: str, sample: int) -> Trajectory:
             async with limit:
                 return await self.play(engine, prompt, sample)
 
@@ -191,7 +193,7 @@ class EpisodeRollout:
         finally:
             await engine.backend.aclose()
 
-    async def play(self, engine: RolloutEngine, key: str, sample: int = 0) -> dict[str, Any]:
+    async def play(self, engine: RolloutEngine, key: str, sample: int = 0) -> Trajectory:
         """Run the episode of ``key`` and return its record (whole dialogue, or up to the question)."""
         dialogue_id, question = parse_key(key)
         dialogue = self.dialogues[dialogue_id]
@@ -204,13 +206,13 @@ class EpisodeRollout:
         await episode.play()
         return episode.record()
 
-    def _cut(self, prompt: str, record: dict[str, Any], engine: RolloutEngine) -> Sample:
+    def _cut(self, prompt: str, record: Trajectory, engine: RolloutEngine) -> Sample:
         _, question = parse_key(prompt)
         sample = cut_dialogue(record) if question is None else cut_question(record, question)
         if sample is not None:
             return sample
         end = engine.chat.end_id if engine.chat.end_id is not None else engine.backend.tokenizer.eos_token_id
-        prompt_ids = list(record["prompt_ids"]) + list(record["completion_ids"])
+        prompt_ids = list(record.prompt_ids) + list(record.completion_ids)
         return Sample(prompt_ids, [end], [0], [0.0], None)
 
     def _engine(self, trainer: GRPOTrainer) -> RolloutEngine:
@@ -223,27 +225,27 @@ class EpisodeRollout:
         return self.engine
 
 
-def episode_stats(prompts: Sequence[str], records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def episode_stats(prompts: Sequence[str], records: Sequence[Trajectory]) -> dict[str, float]:
     """Per-batch means over the trained part of each episode: assistant ``steps``, ``env_tokens`` (tool replies
     inside the completion, masked), ``answered`` questions, ``malformed`` messages, ``context_full`` episodes."""
     steps = env_tokens = answered = malformed = questions = 0
     for prompt, record in zip(prompts, records, strict=True):
         _, question = parse_key(prompt)
-        chosen = [t for t in record["turns"] if question is None or t["index"] == question]
+        chosen = [t for t in record.turns if question is None or t.index == question]
         questions += len(chosen) if question is None else 1
-        steps += sum(step["turn"] in {t["index"] for t in chosen} for step in record["steps"])
-        segments = [s for s in record["segments"] if question is None or s["turn"] == question]
-        last = max((s["end"] for s in segments if s["kind"] == "model"), default=0)
-        env_tokens += sum(s["end"] - s["start"] for s in segments if s["kind"] == "env" and s["end"] <= last)
-        answered += sum(t["answered"] for t in chosen)
-        malformed += sum(t["malformed"] for t in chosen)
+        steps += sum(step.turn in {t.index for t in chosen} for step in record.steps)
+        segments = [s for s in record.segments if question is None or s.turn == question]
+        last = max((s.end for s in segments if s.kind == "model"), default=0)
+        env_tokens += sum(s.end - s.start for s in segments if s.kind == "env" and s.end <= last)
+        answered += sum(t.answered for t in chosen)
+        malformed += sum(t.malformed for t in chosen)
     n = max(len(records), 1)
     return {
         "steps": steps / n,
         "env_tokens": env_tokens / n,
         "answered": answered / max(questions, 1),
         "malformed": malformed / n,
-        "context_full": sum(r["finish"] == "context" for r in records) / n,
+        "context_full": sum(r.finish == "context" for r in records) / n,
     }
 
 
@@ -259,12 +261,12 @@ def make_backend(trainer: GRPOTrainer, config: RLConfig) -> Backend:
 
         dist = DistributedBackend(trainer.accelerator)
         if dist.fsdp_version is not None and trainer.accelerator.num_processes > 1:
-            raise ValueError(
+            raise ConfigError(
                 "generation.backend 'trainer' cannot run multi-turn episodes under FSDP (every forward is a collective "
                 "and processes run different numbers of steps): use generation.backend 'vllm'"
             )
         if dist.is_zero3 and not args.ds3_gather_for_generation:
-            raise ValueError("generation.backend 'trainer' under ZeRO-3 needs ds3_gather_for_generation: true")
+            raise ConfigError("generation.backend 'trainer' under ZeRO-3 needs ds3_gather_for_generation: true")
         return TrainerModelBackend(
             trainer,
             max_batch_size=config.generation.max_batch_size,
@@ -283,7 +285,7 @@ def make_backend(trainer: GRPOTrainer, config: RLConfig) -> Backend:
             max_model_len=config.sampling.max_total_tokens,
         )
     if args.vllm_tensor_parallel_size > 1 or args.vllm_enable_sleep_mode:
-        raise ValueError(
+        raise ConfigError(
             "colocated vLLM runs multi-turn episodes with vllm_tensor_parallel_size 1 and without sleep mode (each "
             "process generates on its own schedule): use vllm_mode 'server' for a model split over several GPUs"
         )

@@ -48,8 +48,8 @@ from mtsql.train.selftaught.report import rounds_table
 from mtsql.train.selftaught.selection import (
     Embedder,
     MiniLMEmbedder,
+    QuestionTrajectory,
     Selection,
-    Trajectory,
     cluster,
     is_correct,
     question_outcome,
@@ -60,12 +60,12 @@ from mtsql.train.selftaught.selection import (
 __all__ = [
     "Embedder",
     "MiniLMEmbedder",
+    "QuestionTrajectory",
     "Selection",
     "SelfTaught",
     "SelfTaughtConfig",
     "SelfTaughtError",
     "SelfTaughtResult",
-    "Trajectory",
     "cluster",
     "is_correct",
     "question_outcome",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mtsql.data.dialogue import DATASETS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
+from mtsql.errors import ConfigError
 from mtsql.train.config import LoraSettings, RunConfig, SamplingSettings
 
 if TYPE_CHECKING:
@@ -74,21 +75,21 @@ class SelfTaughtConfig(RunConfig):
 
     def __post_init__(self) -> None:
         if (self.example is None) == (self.dataset is None):
-            raise ValueError("give exactly one of 'example' and 'dataset'")
+            raise ConfigError("give exactly one of 'example' and 'dataset'")
         if self.dataset is not None:
             if self.dataset not in DATASETS:
-                raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
+                raise ConfigError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
             if self.data_dir is None:
-                raise ValueError("'data_dir' is required with 'dataset'")
+                raise ConfigError("'data_dir' is required with 'dataset'")
         if self.history_mode not in HISTORY_MODES:
-            raise ValueError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
+            raise ConfigError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
         for name in ("rounds", "samples", "keep_easy", "keep_hard", "max_tokens", "max_steps", "concurrency"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be at least 1, not {self.limit}")
+            raise ConfigError(f"limit must be at least 1, not {self.limit}")
         if self.empty_gold not in ("keep", "drop"):
-            raise ValueError(f"empty_gold must be keep or drop, not {self.empty_gold!r}")
+            raise ConfigError(f"empty_gold must be keep or drop, not {self.empty_gold!r}")
         load_templates(self.templates)  # a bad file fails here, not after the first round's sampling
 
     def sampling(self) -> SamplingSettings:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtsql.data.dialogue import Dialogue
 from mtsql.data.schema import resolve_database_path
+from mtsql.errors import MtsqlError
 from mtsql.train.data import sft_example
 from mtsql.train.files import write_atomically, write_jsonl
 from mtsql.train.selftaught.config import SelfTaughtConfig
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 _RESUMABLE_CHANGES = frozenset({"rounds", "concurrency", "embedding_device"})
 
 
-class SelfTaughtError(RuntimeError):
+class SelfTaughtError(MtsqlError, RuntimeError):
     """A run that cannot go on: episodes failed (rerun to retry them), or its folder holds another run."""
 
 
@@ -282,10 +283,10 @@ class SelfTaught:
         engine = RolloutEngine(TokenizerOnly(self.model(index)), self.db_dir, self.config.rollout_config())
         rows = []
         for record in gold_records(engine, self.pool(index)):
-            if record["finish"] != "done":
+            if record.finish != "done":
                 continue  # longer than max_total_tokens
             row = sft_example(record)
-            row.update(dialogue_id=record["dialogue_id"], rule="gold", round=index, length=sum(row["assistant_masks"]))
+            row.update(dialogue_id=record.dialogue_id, rule="gold", round=index, length=sum(row["assistant_masks"]))
             rows.append(row)
         return rows
 

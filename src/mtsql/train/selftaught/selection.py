@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mtsql.data.dialogue import Dialogue
+from mtsql.errors import InputError
+from mtsql.rollout.trajectory import Trajectory
 from mtsql.sql.hardness import HARDNESS_LEVELS
 from mtsql.train.data import sft_example
 
@@ -21,39 +23,39 @@ Embedder = Callable[[Sequence[str]], np.ndarray]
 
 
 @dataclass(frozen=True, slots=True)
-class Trajectory:
+class QuestionTrajectory:
     """One question's part of an episode: its assistant messages (``text``) and their token count."""
 
-    record: dict[str, Any] = field(repr=False)
+    record: Trajectory = field(repr=False)
     question: int
     length: int
     text: str
 
     @property
     def sample(self) -> int:
-        return int(self.record["sample"])
+        return int(self.record.sample)
 
     @classmethod
-    def of(cls, record: dict[str, Any], question: int) -> Trajectory:
-        segments = [s for s in record["segments"] if s["kind"] == "model" and s["turn"] == question]
-        texts = [step["text"] for step in record["steps"] if step["turn"] == question]
-        return cls(record, question, sum(s["end"] - s["start"] for s in segments), "\n".join(texts))
+    def of(cls, record: Trajectory, question: int) -> QuestionTrajectory:
+        segments = [s for s in record.segments if s.kind == "model" and s.turn == question]
+        texts = [step.text for step in record.steps if step.turn == question]
+        return cls(record, question, sum(s.end - s.start for s in segments), "\n".join(texts))
 
 
-def question_outcome(record: dict[str, Any], question: int) -> dict[str, Any] | None:
+def question_outcome(record: Trajectory, question: int) -> dict[str, Any] | None:
     """The rewards' entry of ``question`` in ``record`` (``None`` when the episode never reached it)."""
-    rewards = record.get("rewards")
+    rewards = record.rewards
     if rewards is None:
-        raise ValueError(f"episode {record['id']} has no rewards: self-taught selection needs scored rollouts")
+        raise InputError(f"episode {record.id} has no rewards: self-taught selection needs scored rollouts")
     return next((entry for entry in rewards["questions"] if entry["turn"] == question), None)
 
 
-def _gold_empty(record: dict[str, Any], question: int) -> bool:
+def _gold_empty(record: Trajectory, question: int) -> bool:
     outcome = question_outcome(record, question)
     return bool(outcome and outcome.get("gold_empty"))
 
 
-def is_correct(record: dict[str, Any], question: int) -> bool:
+def is_correct(record: Trajectory, question: int) -> bool:
     """Whether the episode's final SQL for ``question`` is right: execution match and exact set match."""
     outcome = question_outcome(record, question)
     return outcome is not None and outcome["exec"] == 1 and outcome["exact"] == 1
@@ -141,7 +143,7 @@ class Selection:
 
 
 def select_trajectories(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Trajectory],
     config: SelfTaughtConfig,
     *,
     solved: Iterable[tuple[str, int]] = (),
@@ -152,22 +154,24 @@ def select_trajectories(
     vectors for the diverse choice (default: :class:`MiniLMEmbedder`, loaded only when a question has more
     distinct correct trajectories than ``keep_hard``). The result depends on the records only, not their order."""
     before = set(solved)
-    by_dialogue: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_dialogue: dict[str, list[Trajectory]] = defaultdict(list)
     for record in records:
-        by_dialogue[record["dialogue_id"]].append(record)
-    chosen: list[tuple[str, bool, str, list[Trajectory]]] = []  # (difficulty, all solved, rule, kept) per question
-    to_cluster: list[tuple[int, list[Trajectory]]] = []  # (index in chosen, distinct candidates, longest first)
+        by_dialogue[record.dialogue_id].append(record)
+    chosen: list[
+        tuple[str, bool, str, list[QuestionTrajectory]]
+    ] = []  # (difficulty, all solved, rule, kept) per question
+    to_cluster: list[tuple[int, list[QuestionTrajectory]]] = []  # (index in chosen, distinct candidates, longest first)
     newly: list[tuple[str, int]] = []
     questions = dialogues_left = 0
     for dialogue_id in sorted(by_dialogue):
-        episodes = sorted(by_dialogue[dialogue_id], key=lambda record: record["sample"])
-        open_questions = [q for q in range(episodes[0]["n_turns"]) if (dialogue_id, q) not in before]
+        episodes = sorted(by_dialogue[dialogue_id], key=lambda record: record.sample)
+        open_questions = [q for q in range(episodes[0].n_turns) if (dialogue_id, q) not in before]
         if config.empty_gold == "drop":
             open_questions = [q for q in open_questions if not _gold_empty(episodes[0], q)]
         questions += len(open_questions)
         left = len(open_questions)
         for question in open_questions:
-            correct = [Trajectory.of(record, question) for record in episodes if is_correct(record, question)]
+            correct = [QuestionTrajectory.of(record, question) for record in episodes if is_correct(record, question)]
             if not correct:
                 continue
             newly.append((dialogue_id, question))
@@ -219,7 +223,7 @@ def remaining(dialogues: Iterable[Dialogue], solved: Iterable[tuple[str, int]]) 
     return [d for d in dialogues if any((d.id, q) not in done for q in range(len(d.turns)))]
 
 
-def _distinct(trajectories: Iterable[Trajectory]) -> list[Trajectory]:
+def _distinct(trajectories: Iterable[QuestionTrajectory]) -> list[QuestionTrajectory]:
     """The first trajectory of each distinct text: a repeated trajectory adds weight, not a new way to solve."""
     seen: set[str] = set()
     kept = []
