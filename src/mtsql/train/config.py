@@ -36,10 +36,12 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import yaml
 
+from mtsql.data.dialogue import DATASETS
 from mtsql.env.templates import templates_relative_to
 from mtsql.errors import ConfigError
 
 if TYPE_CHECKING:
+    from mtsql.data.sources import DialogueSource
     from mtsql.rewards.config import RewardConfig
     from mtsql.rollout.engine import RolloutConfig
 
@@ -184,6 +186,47 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(slots=True, kw_only=True)
+class DialogueSourceSettings:
+    """Where a run's dialogues come from: a bundled ``example`` or a benchmark (``dataset``, ``split``,
+    ``data_dir``), its first ``limit`` dialogues or a ``sample`` of that many drawn with ``sample_seed``. A base of
+    the runs' configs (its fields sit among theirs, as the files write them)."""
+
+    example: str | None = field(default=None, metadata={"help": "a bundled example's name (or dataset)"})
+    dataset: str | None = field(default=None, metadata={"help": "a benchmark: sparc, cosql... (or example)"})
+    split: str = field(default="train", metadata={"help": "the benchmark's split"})
+    data_dir: str | None = field(default=None, metadata={"help": "the benchmark's folder", "path": "file"})
+    limit: int | None = field(default=None, metadata={"help": "only the first this many dialogues"})
+    sample: int | None = field(default=None, metadata={"help": "a seeded sample of this many dialogues"})
+    sample_seed: int = field(default=0, metadata={"help": "the sample's seed"})
+
+    def check_source(self, where: str = "") -> None:
+        """Refuse a source that cannot be loaded; ``where`` prefixes the message (``"data: "``)."""
+        if (self.example is None) == (self.dataset is None):
+            raise ConfigError(f"{where}give exactly one of 'example' and 'dataset'")
+        if self.dataset is not None:
+            if self.dataset not in DATASETS:
+                raise ConfigError(f"{where}unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+            if self.data_dir is None:
+                raise ConfigError(f"{where}'data_dir' is required with 'dataset'")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"{where}limit must be at least 1, not {self.limit}")
+
+    def load_source(self) -> DialogueSource:
+        """The dialogues, their database folder and ``tables.json``."""
+        from mtsql.data import load_source
+
+        return load_source(
+            dataset=self.dataset,
+            split=self.split,
+            data_dir=self.data_dir,
+            example=self.example,
+            limit=self.limit,
+            sample=self.sample,
+            seed=self.sample_seed,
+        )
 
 
 @dataclass(slots=True)

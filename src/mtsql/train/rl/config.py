@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
-from mtsql.data.dialogue import DATASETS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
 from mtsql.errors import ConfigError
 from mtsql.rewards.config import COMPONENTS, RewardConfig
 from mtsql.sql.hardness import HARDNESS_LEVELS
-from mtsql.train.config import LoraSettings, RunConfig, SamplingSettings
+from mtsql.train.config import DialogueSourceSettings, LoraSettings, RunConfig, SamplingSettings
 from mtsql.train.rl.curriculum import CurriculumSettings
 
 if TYPE_CHECKING:
@@ -85,37 +84,21 @@ def _or_none(value: Any) -> Any:
 
 
 @dataclass(slots=True)
-class DataSettings:
-    """The training prompts: a bundled ``example`` or a benchmark (``dataset``, ``split``, ``data_dir``), its first
-    ``limit`` dialogues (or a ``sample`` of that many drawn with ``sample_seed``), and only the questions whose gold
-    hardness is in ``hardness``. ``empty_gold``: ``keep`` the questions whose gold returns no rows (as the original
-    did) or ``drop`` them (any empty result execution-matches there); ``rewards.empty_gold_weight`` down-weights
-    their outcome instead."""
+class DataSettings(DialogueSourceSettings):
+    """The training prompts: the dialogues of :class:`~mtsql.train.config.DialogueSourceSettings`, only the
+    questions whose gold hardness is in ``hardness``. ``empty_gold``: ``keep`` the questions whose gold returns no
+    rows (as the original did) or ``drop`` them (any empty result execution-matches there);
+    ``rewards.empty_gold_weight`` down-weights their outcome instead."""
 
-    example: str | None = field(default=None, metadata={"help": "a bundled example's name (or dataset)"})
-    dataset: str | None = field(default=None, metadata={"help": "a benchmark: sparc, cosql... (or example)"})
-    split: str = field(default="train", metadata={"help": "the benchmark's split"})
-    data_dir: str | None = field(default=None, metadata={"help": "the benchmark's folder", "path": "file"})
-    limit: int | None = field(default=None, metadata={"help": "only the first this many dialogues"})
-    sample: int | None = field(default=None, metadata={"help": "a seeded sample of this many dialogues"})
-    sample_seed: int = field(default=0, metadata={"help": "the sample's seed"})
     hardness: list[str] = field(
         default_factory=lambda: list(HARDNESS_LEVELS), metadata={"help": "the gold hardness levels trained on"}
     )
     empty_gold: str = field(default="keep", metadata={"help": "keep or drop questions whose gold returns no rows"})
 
     def __post_init__(self) -> None:
-        if (self.example is None) == (self.dataset is None):
-            raise ConfigError("data: give exactly one of 'example' and 'dataset'")
+        self.check_source("data: ")
         if self.empty_gold not in ("keep", "drop"):
             raise ConfigError(f"data: empty_gold must be keep or drop, not {self.empty_gold!r}")
-        if self.dataset is not None:
-            if self.dataset not in DATASETS:
-                raise ConfigError(f"data: unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-            if self.data_dir is None:
-                raise ConfigError("data: 'data_dir' is required with 'dataset'")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"data: limit must be at least 1, not {self.limit}")
         unknown = sorted(set(self.hardness) - set(HARDNESS_LEVELS))
         if unknown:
             raise ConfigError(f"data: unknown hardness level(s) {unknown}; the levels are {', '.join(HARDNESS_LEVELS)}")

@@ -134,18 +134,8 @@ def build_trainer(config: RLConfig) -> MTSQLGRPOTrainer:
     from transformers import AutoTokenizer
     from trl import GRPOConfig
 
-    from mtsql.data import load_source
-
     data = config.data
-    source = load_source(
-        dataset=data.dataset,
-        split=data.split,
-        data_dir=data.data_dir,
-        example=data.example,
-        limit=data.limit,
-        sample=data.sample,
-        seed=data.sample_seed,
-    )
+    source = data.load_source()
     dialogues = source.dialogues
     rows, stats = episode_rows(
         dialogues,

@@ -5,18 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mtsql.data.dialogue import DATASETS
 from mtsql.env.memory import HISTORY_MODES, HistoryMode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
 from mtsql.errors import ConfigError
-from mtsql.train.config import LoraSettings, RunConfig, SamplingSettings
+from mtsql.train.config import DialogueSourceSettings, LoraSettings, RunConfig, SamplingSettings
 
 if TYPE_CHECKING:
     from mtsql.rollout.engine import RolloutConfig
 
 
 @dataclass(slots=True)
-class SelfTaughtConfig(RunConfig):
+class SelfTaughtConfig(DialogueSourceSettings, RunConfig):
     """A self-taught run (see :mod:`mtsql.train.selftaught`). The pool is a bundled ``example`` or a benchmark
     (``dataset``, ``split``, ``data_dir``), optionally its first ``limit`` dialogues or a ``sample`` of that many
     drawn with ``sample_seed``; ``backend`` and
@@ -35,13 +34,6 @@ class SelfTaughtConfig(RunConfig):
 
     model: str = field(metadata={"help": "round 0's model: a checkpoint folder or a hub id", "path": "model"})
     output_dir: str = field(metadata={"help": "the run's folder (state, rounds, models)", "path": "file"})
-    example: str | None = field(default=None, metadata={"help": "a bundled example's name (or dataset)"})
-    dataset: str | None = field(default=None, metadata={"help": "a benchmark: sparc, cosql... (or example)"})
-    split: str = field(default="train", metadata={"help": "the benchmark's split"})
-    data_dir: str | None = field(default=None, metadata={"help": "the benchmark's folder", "path": "file"})
-    limit: int | None = field(default=None, metadata={"help": "only the first this many dialogues"})
-    sample: int | None = field(default=None, metadata={"help": "a seeded sample of this many dialogues"})
-    sample_seed: int = field(default=0, metadata={"help": "the sample's seed"})
     backend: str = field(default="transformers", metadata={"help": "the sampling backend (load_backend's name)"})
     backend_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "the backend's options"})
     rounds: int = field(default=3, metadata={"help": "rounds of sample, select, fine-tune"})
@@ -74,20 +66,12 @@ class SelfTaughtConfig(RunConfig):
     )
 
     def __post_init__(self) -> None:
-        if (self.example is None) == (self.dataset is None):
-            raise ConfigError("give exactly one of 'example' and 'dataset'")
-        if self.dataset is not None:
-            if self.dataset not in DATASETS:
-                raise ConfigError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
-            if self.data_dir is None:
-                raise ConfigError("'data_dir' is required with 'dataset'")
+        self.check_source()
         if self.history_mode not in HISTORY_MODES:
             raise ConfigError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
         for name in ("rounds", "samples", "keep_easy", "keep_hard", "max_tokens", "max_steps", "concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be at least 1, not {self.limit}")
         if self.empty_gold not in ("keep", "drop"):
             raise ConfigError(f"empty_gold must be keep or drop, not {self.empty_gold!r}")
         load_templates(self.templates)  # a bad file fails here, not after the first round's sampling

@@ -72,7 +72,8 @@ class SelfTaught:
         self.console = console or Console()
         self.progress = progress
         self.embed = embed or MiniLMEmbedder(config.embedding_device)
-        dialogues, self.db_dir, self.tables = _load_dialogues(config)
+        source = config.load_source()
+        dialogues, self.db_dir, self.tables = source.dialogues, source.db_dir, source.tables
         self.dialogues = [d for d in dialogues if resolve_database_path(self.db_dir, d.db_id).is_file()]
         self.skipped_dialogues = len(dialogues) - len(self.dialogues)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -316,22 +317,6 @@ def run_self_taught(
     if not isinstance(config, SelfTaughtConfig):
         config = SelfTaughtConfig.from_yaml(config)
     return SelfTaught(config, console=console, progress=progress).run()
-
-
-def _load_dialogues(config: SelfTaughtConfig) -> tuple[list[Dialogue], Path, Path | None]:
-    """The configured dialogues, their database folder and ``tables.json``."""
-    from mtsql.data import load_source
-
-    source = load_source(
-        dataset=config.dataset,
-        split=config.split,
-        data_dir=config.data_dir,
-        example=config.example,
-        limit=config.limit,
-        sample=config.sample,
-        seed=config.sample_seed,
-    )
-    return source.dialogues, source.db_dir, source.tables
 
 
 def _comparable(config: SelfTaughtConfig) -> dict[str, Any]:
