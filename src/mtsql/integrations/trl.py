@@ -202,11 +202,7 @@ of its result, to check that the current SQL is coherent with the dialogue.
         for message in completion:
             if message.get("role") == "assistant" and env.step(_message_text(message))[2]:
                 return env.record
-        turn = env.record.turns[-1]
-        # no answer: closed as when the budget runs out (DialogueEnv's rule for the final SQL)
-        turn.final_sql = next((call.sql or "" for call in reversed(turn.calls) if call.name == EXEC_SQL), "")
-        turn.truncated = True
-        turn.memory_expected = turn.index > 0 and any(c.name == EXEC_SQL and c.verdict == "pass" for c in turn.calls)
+        env.stop()  # no answer: closed as when the budget runs out (DialogueEnv's one rule for the final SQL)
         return env.record
 
 
