@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from mtsql.cli.main import app
 from mtsql.data import load_dialogues
-from mtsql.rollout import read_episodes
+from mtsql.rollout import Trajectory, read_episodes
 
 _BESIDE_PYTHON = Path(sys.executable).with_name("mtsql")
 MTSQL = str(_BESIDE_PYTHON) if _BESIDE_PYTHON.is_file() else shutil.which("mtsql")
@@ -68,28 +68,28 @@ def template_tail(tokenizer: Any, observation: Sequence[dict[str, Any]]) -> str:
     return text[text.rindex(mark) + len(mark) :]
 
 
-def check_record(record: dict[str, Any], tokenizer: Any) -> None:
+def check_record(record: Trajectory, tokenizer: Any) -> None:
     """Equal lengths, mask 1 exactly on model segments and 0 on environment segments, which are the template's."""
-    ids, mask = record["completion_ids"], record["completion_mask"]
-    assert len(ids) == len(mask) == len(record["logprobs"]) > 0
-    segments = record["segments"]
-    assert segments[0]["start"] == 0 and segments[-1]["end"] == len(ids)
-    assert all(a["end"] == b["start"] for a, b in itertools.pairwise(segments))
-    assert [s["kind"] for s in segments] == [("model", "env")[i % 2] for i in range(len(segments))]
+    ids, mask = record.completion_ids, record.completion_mask
+    assert len(ids) == len(mask) == len(record.logprobs) > 0
+    segments = record.segments
+    assert segments[0].start == 0 and segments[-1].end == len(ids)
+    assert all(a.end == b.start for a, b in itertools.pairwise(segments))
+    assert [s.kind for s in segments] == [("model", "env")[i % 2] for i in range(len(segments))]
     for segment in segments:
-        assert set(mask[segment["start"] : segment["end"]]) == {int(segment["kind"] == "model")}
+        assert set(mask[segment.start : segment.end]) == {int(segment.kind == "model")}
     # Each step is one model segment; a step the episode went on after is followed by the environment's reply.
     model_segments = segments[::2]
-    assert len(model_segments) == len(record["steps"])
+    assert len(model_segments) == len(record.steps)
     env_segments = iter(segments[1::2])
-    for segment, step in zip(model_segments, record["steps"], strict=True):
-        if "observation" not in step:
+    for segment, step in zip(model_segments, record.steps, strict=True):
+        if step.observation is None:
             continue
         reply = next(env_segments)
-        expected = template_tail(tokenizer, step["observation"])
-        if ids[segment["end"] - 1] == tokenizer.convert_tokens_to_ids(END):
+        expected = template_tail(tokenizer, step.observation)
+        if ids[segment.end - 1] == tokenizer.convert_tokens_to_ids(END):
             expected = expected.removeprefix(END)
-        assert tokenizer.decode(ids[reply["start"] : reply["end"]], skip_special_tokens=False) == expected
+        assert tokenizer.decode(ids[reply.start : reply.end], skip_special_tokens=False) == expected
     assert next(env_segments, None) is None
 
 
@@ -120,12 +120,12 @@ def test_rollout_resumes_after_a_kill_and_writes_masked_records(model: Path, dat
     proc = mtsql(*run)
     assert proc.returncode == 0, proc.stderr
     records = read_episodes(out)
-    assert len(records) == 16 and {r["id"] for r in records} == expected
+    assert len(records) == 16 and {r.id for r in records} == expected
     assert out.read_text(encoding="utf-8").count("\n") == 16  # nothing left of a line cut by the kill
     tokenizer = AutoTokenizer.from_pretrained(model)
     for record in records:
         check_record(record, tokenizer)
-    assert all(record["stats"]["env_tokens"] > 0 for record in records)
+    assert all(record.stats.env_tokens > 0 for record in records)
 
     before = out.read_bytes()
     proc = mtsql(*run)
@@ -161,8 +161,8 @@ def test_templates_from_a_file_are_what_the_model_reads_and_recorded(model: Path
     run = ["rollout", "--model", str(model), "--example", "festival", "--limit", "1", *QUICK, "--out", str(out)]
     assert CliRunner().invoke(app, [*run, "--templates", str(custom)]).exit_code == 0
     (record,) = read_episodes(out)
-    assert record["template_version"] == "terse-v1"
-    assert record["prompt_messages"][0]["content"].startswith("You write SQLite for a living.")
+    assert record.settings.template_version == "terse-v1"
+    assert record.prompt_messages[0]["content"].startswith("You write SQLite for a living.")
     result = CliRunner().invoke(app, run)  # the default set: another version, so another file
     assert result.exit_code == 2 and "template_version='terse-v1'" in normalise(result.output)
 

@@ -15,7 +15,16 @@ from mtsql.backends import Backend, BackendError, BackendStats, Generation, Samp
 from mtsql.data import Dialogue
 from mtsql.env import EXEC_SQL, MEMORY_RETRIEVE, VerdictTag, format_answer, format_tool_call, format_verdict
 from mtsql.rewards import RewardConfig
-from mtsql.rollout import RecordsFileError, RolloutConfig, RolloutEngine, Step, Trajectory, read_episodes, read_finished
+from mtsql.rollout import (
+    RecordsFileError,
+    RolloutConfig,
+    RolloutEngine,
+    Step,
+    Trajectory,
+    TrajectoryFormatError,
+    read_episodes,
+    read_finished,
+)
 
 pytest.importorskip("transformers")
 pytest.importorskip("trl")
@@ -109,6 +118,28 @@ def test_records_are_what_the_model_saw_and_produced(tokenizer: Any, example: An
         assert record.rewards["exec"] == 1.0 and record.rewards["exact"] == 1.0
         assert record.text == tokenizer.decode(ids, skip_special_tokens=False)
     assert {r.id for r in records} == {f"{d.id}#{s}" for d in dialogues[:3] for s in (0, 1)}
+
+
+def test_a_record_read_back_is_the_record_written_and_scores_the_same(
+    tokenizer: Any, example: Any, dialogues: list[Dialogue], tmp_path: Path
+) -> None:
+    """``to_dict``/``from_dict`` round-trip exactly, and the environment's record inside a trajectory read from a
+    file re-scores to the rewards recorded with it (so records can be re-scored with other weights)."""
+    from mtsql.eval.exact_match import load_foreign_key_maps
+    from mtsql.rewards import RewardScorer
+
+    out = tmp_path / "rollouts.jsonl"
+    eng, _ = engine(tokenizer, example, dialogues)
+    written: list[Trajectory] = []
+    eng.run(dialogues[:3], out, on_record=written.append)
+    read = read_episodes(out)
+    assert [t.to_dict() for t in read] == [json.loads(line) for line in out.read_text().splitlines()]
+    assert [t.to_dict() for t in read] == [json.loads(json.dumps(t.to_dict())) for t in written]
+    scorer = RewardScorer(example.db_dir, RewardConfig(), kmaps=load_foreign_key_maps(example.tables))
+    for trajectory in read:
+        assert scorer.episode(trajectory.episode_record()).to_dict() == trajectory.rewards
+    with pytest.raises(TrajectoryFormatError, match="layout version 2"):
+        Trajectory.from_dict({**read[0].to_dict(), "version": 2})
 
 
 def test_environment_segments_are_the_templates_text(tokenizer: Any, example: Any, dialogues: list[Dialogue]) -> None:

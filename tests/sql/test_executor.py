@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -579,6 +580,36 @@ def test_isolated_execution_memory_cap(db: Path) -> None:
     )
     assert not r.ok and r.error_kind == "too_large"
     assert execute_isolated(db, "SELECT 1", max_memory_bytes=300 * 1024**2).rows == [(1,)]
+
+
+def test_an_interrupted_call_never_answers_the_next(db: Path) -> None:
+    """A call interrupted while its worker still runs (Ctrl-C in a notebook) drops that worker: the next call
+    gets its own result, not the late answer to the interrupted one."""
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_: object) -> None:
+        raise Interrupted
+
+    execute_isolated(db, "SELECT 1")  # the worker is up
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(Interrupted):
+            execute_isolated(db, RUNAWAY[0], timeout=2)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert execute_isolated(db, "SELECT 42").rows == [(42,)]
+
+
+def test_isolated_execution_takes_relative_paths_from_the_callers_folder(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert execute_isolated(db, "SELECT 1").ok  # the worker starts in the current folder
+    monkeypatch.chdir(db.parent)
+    assert execute_isolated(db.name, "SELECT count(*) FROM t").rows == [(100,)]
 
 
 # ---------------------------------------------------------------------------------------------------------

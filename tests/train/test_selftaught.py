@@ -28,7 +28,7 @@ from rich.console import Console
 from mtsql.backends import TokenizerOnly
 from mtsql.env.templates import builtin_template_text
 from mtsql.rewards import RewardConfig
-from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes
+from mtsql.rollout import RolloutConfig, RolloutEngine, read_episodes, read_records
 from mtsql.train.data import sft_example
 from mtsql.train.selftaught import (
     SelfTaught,
@@ -300,7 +300,7 @@ def test_an_interrupted_round_resumes_without_losing_or_repeating_work(checkpoin
     console = Console(record=True, width=200)
     result = run_self_taught(run, console=console)
     episodes = read_episodes(rollouts)
-    assert len(episodes) == 4 and len({e["id"] for e in episodes}) == 4
+    assert len(episodes) == 4 and len({e.id for e in episodes}) == 4
     assert rollouts.read_text().startswith(lines[0])
     state = json.loads((out / "state.json").read_text())
     assert state["rounds"][0]["done"] == ["rollouts", "selection", "sft"]
@@ -322,11 +322,11 @@ def test_two_rounds_of_the_tiny_model_write_every_file(checkpoint: Path, tmp_pat
     trained = out / "round-0" / "model"
     assert (trained / "model.safetensors").is_file() and (trained / "checkpoint-1").is_dir()
     assert not (out / "round-1" / "model").exists() and not (out / "round-1" / "gold.jsonl").exists()
-    gold = read_episodes(out / "round-0" / "gold.jsonl")
+    gold = [row for _, row in read_records(out / "round-0" / "gold.jsonl")]  # SFT rows, not episodes
     assert len(gold) == 3 and all(row["rule"] == "gold" and sum(row["assistant_masks"]) for row in gold)
     for index, model in enumerate([str(checkpoint), str(trained)]):
         episodes = read_episodes(out / f"round-{index}" / "rollouts.jsonl")
-        assert len(episodes) == 6 and {e["model"] for e in episodes} == {model}
+        assert len(episodes) == 6 and {e.settings.model for e in episodes} == {model}
         assert (out / f"round-{index}" / "selected.jsonl").read_text() == ""
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert [(r["round"], r["model"], r["next_model"], r["trained"]) for r in rounds] == [

@@ -150,7 +150,7 @@ def test_lora_trains_the_adapter_and_saves_a_merged_checkpoint(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mtsql.train.sft import LoraSettings
+    from mtsql.train.config import LoraSettings
 
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(sft_example(record)) + "\n" for record in gold[:2]))

@@ -130,6 +130,12 @@ class _Request:
     future: asyncio.Future[Generation] = field(repr=False)
 
 
+def check_batch_size(max_batch_size: int) -> None:
+    """Refuse a batch size below 1 (batched backends check it before loading anything)."""
+    if max_batch_size < 1:
+        raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
+
+
 class BatchedBackend(Backend):
     """A backend whose engine generates a batch at a time: requests with the same :class:`SamplingParams`
     that wait together go into one batch of at most ``max_batch_size``, run by :meth:`generate_batch` in a

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import Any
 
-from mtsql.backends.base import BatchedBackend, Generation, SamplingParams, end_and_pad_ids
+from mtsql.backends.base import BatchedBackend, Generation, SamplingParams, check_batch_size, end_and_pad_ids
 from mtsql.errors import ConfigError
 
 try:
@@ -78,7 +78,7 @@ class CausalLMBackend(BatchedBackend):
         max_model_len: int | None = None,
     ) -> None:
         super().__init__()
-        _check_batch_size(max_batch_size)
+        check_batch_size(max_batch_size)
         self.model = model
         self.hf_model = hf_model
         self.tokenizer = tokenizer
@@ -171,7 +171,7 @@ class TransformersBackend(CausalLMBackend):
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
     ) -> None:
-        _check_batch_size(max_batch_size)  # before loading anything
+        check_batch_size(max_batch_size)  # before loading anything
         name = str(model)
         target = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
@@ -242,11 +242,6 @@ def _cut(ids: list[int], logprobs: list[float], stops: set[int]) -> Generation:
         if token in stops:
             return Generation(ids[: position + 1], logprobs[: position + 1], "stop")
     return Generation(ids, logprobs, "length")
-
-
-def _check_batch_size(max_batch_size: int) -> None:
-    if max_batch_size < 1:
-        raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
 
 
 def _torch_dtype(dtype: str | torch.dtype) -> str | torch.dtype:

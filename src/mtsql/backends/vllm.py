@@ -31,8 +31,7 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
-from mtsql.backends.base import BatchedBackend, Generation, SamplingParams, token_ids
-from mtsql.errors import ConfigError
+from mtsql.backends.base import BatchedBackend, Generation, SamplingParams, check_batch_size, token_ids
 
 if TYPE_CHECKING:
     from vllm import LLM, RequestOutput
@@ -50,7 +49,7 @@ class VLLMEngineBackend(BatchedBackend):
         self, llm: LLM, tokenizer: Any, *, model: str, eos_token_ids: Sequence[int], max_batch_size: int = 256
     ) -> None:
         super().__init__()
-        _check_batch_size(max_batch_size)
+        check_batch_size(max_batch_size)
         self.llm = llm
         self.tokenizer = tokenizer
         self.model = model
@@ -127,7 +126,7 @@ class VLLMBackend(VLLMEngineBackend):
             raise ImportError(
                 f"the vllm backend needs {err.name or 'vllm'}: install mtsql[vllm] (on a machine with a CUDA GPU)"
             ) from err
-        _check_batch_size(max_batch_size)  # before building the engine
+        check_batch_size(max_batch_size)  # before building the engine
         name = str(model)
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
         try:
@@ -149,11 +148,6 @@ class VLLMBackend(VLLMEngineBackend):
             **engine_args,
         )
         super().__init__(llm, tokenizer, model=name, eos_token_ids=token_ids(eos), max_batch_size=max_batch_size)
-
-
-def _check_batch_size(max_batch_size: int) -> None:
-    if max_batch_size < 1:
-        raise ConfigError(f"max_batch_size must be at least 1, not {max_batch_size}")
 
 
 def _generation(output: RequestOutput) -> Generation:

@@ -51,9 +51,9 @@ def show_result(console: Console, db: Path, sql: str) -> None:
     """The SQL's result on ``db`` as a table (the first rows), or its error."""
     from rich.table import Table
 
-    from mtsql.sql.executor import execute
+    from mtsql.sql.executor import execute_isolated
 
-    result = execute(db, sql, max_rows=SHOWN_ROWS)
+    result = execute_isolated(db, sql, max_rows=SHOWN_ROWS)  # model-written SQL: the hard time limit
     if not result.ok:
         console.print(f"[red]error:[/red] {escape(result.error or '')}")
         return

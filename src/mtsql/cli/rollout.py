@@ -137,7 +137,7 @@ def rollout_command(
     except ValueError as err:  # RecordsFileError: not a records file of this run (left untouched)
         typer.echo(f"mtsql rollout: {err}", err=True)
         raise typer.Exit(2) from None
-    _report(summary, out, engine.settings["history_mode"])
+    _report(summary, out, engine.settings.history_mode)
     if summary.failed:
         raise typer.Exit(1)
 

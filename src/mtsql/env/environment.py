@@ -47,7 +47,7 @@ from typing import Any
 
 from mtsql.data.dialogue import Dialogue, Turn
 from mtsql.data.schema import DatabaseSchema, resolve_database_path, sample_values
-from mtsql.env.memory import HISTORY_MODES, NO_SQL, DialogueMemory, HistoryMode, describe_sql, result_text
+from mtsql.env.memory import NO_SQL, DialogueMemory, HistoryMode, check_history_mode, describe_sql, result_text
 from mtsql.env.protocol import (
     Action,
     ErrorKind,
@@ -165,8 +165,7 @@ class DialogueEnv:
         preview_chars: int = 50,
         schema_values: int = 3,
     ) -> None:
-        if history_mode not in HISTORY_MODES:
-            raise ConfigError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {history_mode!r}")
+        check_history_mode(history_mode)
         if max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, not {max_steps}")
         self.db_dir = Path(db_dir)

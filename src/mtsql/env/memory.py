@@ -36,6 +36,15 @@ class HistoryMode(StrEnum):
 
 HISTORY_MODES: Final[tuple[str, ...]] = tuple(mode.value for mode in HistoryMode)
 
+
+def check_history_mode(value: str) -> HistoryMode:
+    """``value`` as a :class:`HistoryMode`; a :class:`~mtsql.errors.ConfigError` naming the modes otherwise."""
+    try:
+        return HistoryMode(value)
+    except ValueError:
+        raise ConfigError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {value!r}") from None
+
+
 NO_SQL: Final = "(no SQL)"
 
 
@@ -67,8 +76,7 @@ class DialogueMemory:
         run: Callable[[str], ExecResult],
         preview_chars: int = 50,
     ) -> None:
-        if mode not in HISTORY_MODES:
-            raise ConfigError(f"history mode must be one of {', '.join(HISTORY_MODES)}, not {mode!r}")
+        check_history_mode(mode)
         self.mode: HistoryMode = mode
         self._describe = describe
         self._run = run

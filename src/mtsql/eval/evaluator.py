@@ -30,13 +30,13 @@ class EvalOptions:
     etype: EvalType = "all"
     keep_distinct: bool = False
     timeout: float = 60.0
-    isolate: bool = True
-    """Each query in a worker process killed when it overruns ``timeout`` (a hard limit, see ``execute_isolated``)."""
     strict: bool = False
     plug_value: bool = False
     """The official ``--plug_value``: a prediction also matches if it does with the gold's values plugged in."""
     workers: int = 0
     """Worker processes; 0 uses every core."""
+    isolate: bool = True
+    """Each query in a worker process killed when it overruns ``timeout`` (a hard limit, see ``execute_isolated``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,7 +4,7 @@ With ``--plug_value`` the official test-suite evaluator (``parse.get_all_preds_f
 match when it would match with the gold's values: it extracts the values of the gold and the value slots of the
 prediction, and tries every way of filling each slot with one of the gold's values. :func:`plugged_predictions`
 yields the same strings. Both queries go in as execution match has them (after
-:func:`~mtsql.eval.exec_match.postprocess` and, unless ``keep_distinct``,
+:func:`~mtsql.sql.preprocess.postprocess` and, unless ``keep_distinct``,
 :func:`~mtsql.eval.exec_match.remove_distinct`), and each step below is the official one:
 
 1. *Reformat*: strip the query, delete every ``;`` and tab (inside literals too, so later statements join the

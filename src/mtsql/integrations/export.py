@@ -102,7 +102,7 @@ class ExportCounts:
 def sharegpt_example(record: Trajectory) -> dict[str, Any]:
     """An episode as one LLaMA-Factory ShareGPT example (see the module docstring for the mapping).
 
-    Raises ``ValueError`` when the record has no model message or lacks its prompt messages.
+    Raises ``ValueError`` when the record has no model message or its prompt is not a system and a user message.
     """
     *system, question = _prompt(record)
     conversations = [{"from": "human", "value": question["content"]}]

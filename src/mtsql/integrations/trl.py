@@ -43,7 +43,7 @@ from mtsql.data.dialogue import Dialogue, Turn
 from mtsql.data.export import turn_rows
 from mtsql.data.loaders import EMPTY_PREDICTION
 from mtsql.env.environment import DialogueEnv, EpisodeRecord, Message
-from mtsql.env.memory import HISTORY_MODES, NO_SQL, HistoryMode
+from mtsql.env.memory import HISTORY_MODES, NO_SQL, HistoryMode, check_history_mode
 from mtsql.env.protocol import format_answer, format_tool_call
 from mtsql.env.tools import EXEC_SQL, MEMORY_RETRIEVE
 from mtsql.rewards.config import COMPONENTS, RewardConfig
@@ -67,8 +67,7 @@ def question_rows(
     (an empty one stands as ``SELECT``, as in a prediction file). ``env_options`` are :class:`DialogueEnv`'s
     (templates, budget, result sizes) and must match the :class:`SQLToolEnvironment`'s.
     """
-    if history_mode not in HISTORY_MODES:
-        raise ValueError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {history_mode!r}")
+    check_history_mode(history_mode)
     env = DialogueEnv(db_dir, history_mode=history_mode, **env_options)
     rows = []
     for dialogue in dialogues:
@@ -136,8 +135,7 @@ class SQLToolEnvironment:
         **_: Any,
     ) -> None:
         """Start the rollout of a :func:`question_rows` row (the prompt is the row's; nothing is appended)."""
-        if history_mode not in HISTORY_MODES:
-            raise ValueError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {history_mode!r}")
+        check_history_mode(history_mode)
         questions = [*previous_utterances, utterance]
         golds = [*previous_queries, query]
         if len(golds) != len(questions) or len(history_sql) != len(questions) - 1:

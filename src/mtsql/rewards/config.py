@@ -50,9 +50,9 @@ class RewardConfig:
     coherence_f1_threshold: float = 1.0
     coherence_exec_match: bool = True
     timeout: float = 60.0
-    isolate: bool = True
     keep_distinct: bool = False
     strict: bool = False
+    isolate: bool = True
 
     def __post_init__(self) -> None:
         for name in ("empty_no_pass_credit", "coherence_f1_threshold", "empty_gold_weight"):

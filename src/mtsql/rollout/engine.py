@@ -49,9 +49,6 @@ from mtsql.rollout.trajectory import (
 )
 from mtsql.sql.executor import DEFAULT_TIMEOUT
 
-#: Settings that must be equal for records to share a file (a resumed run must not mix them).
-_SHARED_SETTINGS = RunSettings.SHARED
-
 
 @dataclass(slots=True)
 class RolloutConfig:
@@ -72,8 +69,8 @@ class RolloutConfig:
     enable_thinking: bool = True
     templates: str = DEFAULT_TEMPLATES
     sql_timeout: float = DEFAULT_TIMEOUT
-    sql_isolate: bool = True
     max_errors: int = 10
+    sql_isolate: bool = True
 
     def __post_init__(self) -> None:
         for name in ("samples", "max_steps", "concurrency", "max_errors"):
@@ -407,7 +404,7 @@ class Episode:
         start = len(self.completion_ids)
         self.segments.append(Segment(turn, kind, start, start + len(ids)))
         self.completion_ids += ids
-        self.completion_mask += [int(kind is SegmentKind.MODEL)] * len(ids)
+        self.completion_mask += [int(kind == SegmentKind.MODEL)] * len(ids)
         self.logprobs += logprobs
 
 
@@ -454,10 +451,10 @@ def read_records(path: str | os.PathLike[str], *, one_run: bool = False) -> list
         if not isinstance(record, dict):
             what = "not UTF-8" if not _is_utf8(line) else "not a JSON record"
             raise RecordsFileError(f"{path}, line {number}: {what}")
-        if one_run and all(key in record for key in _SHARED_SETTINGS):  # an episode (other objects are the reader's)
+        if one_run and all(key in record for key in RunSettings.SHARED):  # an episode (other objects are the reader's)
             if first is None:
                 first = (number, record)
-            for key in _SHARED_SETTINGS:
+            for key in RunSettings.SHARED:
                 if record[key] != first[1][key]:
                     raise RecordsFileError(
                         f"{path} mixes runs: line {number} has {key}={record[key]!r}, line {first[0]} has "
@@ -494,7 +491,7 @@ def read_finished(path: str | os.PathLike[str], settings: dict[str, Any] | None)
     A records file is only ever appended to or refused: the cut last line of :func:`_scan` is cut off; anything
     else that is not an episode record (another kind of file, a bad line before the last) raises
     :class:`RecordsFileError` naming the line, and so does a record written with other settings
-    (``_SHARED_SETTINGS``); the file is then left as it was.
+    (``RunSettings.SHARED``); the file is then left as it was.
     """
     if not os.path.exists(path):
         return set(), None
@@ -512,7 +509,7 @@ def read_finished(path: str | os.PathLike[str], settings: dict[str, Any] | None)
             )
         if not isinstance(record, dict) or "id" not in record or "prompt_ids" not in record:
             raise RecordsFileError(f"{path}, line {number}: not an episode record; nothing was changed")
-        for key in _SHARED_SETTINGS if settings is not None else ():
+        for key in RunSettings.SHARED if settings is not None else ():
             if record.get(key) != settings.get(key):
                 raise RecordsFileError(
                     f"{path} holds episodes with {key}={record.get(key)!r}, this run has {settings.get(key)!r}: "

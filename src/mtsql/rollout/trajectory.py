@@ -157,7 +157,7 @@ class Trajectory:
 
     def model_segments(self, turn: int | None = None) -> list[Segment]:
         """The model's segments, of one question or of all."""
-        return [s for s in self.segments if s.kind is SegmentKind.MODEL and (turn is None or s.turn == turn)]
+        return [s for s in self.segments if s.kind == SegmentKind.MODEL and (turn is None or s.turn == turn)]
 
     def episode_record(self) -> EpisodeRecord:
         """The environment's record of this episode (what the rewards score)."""

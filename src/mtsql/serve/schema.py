@@ -15,7 +15,7 @@ from enum import StrEnum
 from http import HTTPStatus
 from typing import Any, Final
 
-from mtsql.backends.base import Generation, SamplingParams
+from mtsql.backends.base import FinishReason, Generation, SamplingParams
 
 
 class Role(StrEnum):
@@ -26,11 +26,6 @@ class Role(StrEnum):
     USER = "user"
     ASSISTANT = "assistant"
     TOOL = "tool"
-
-
-class FinishReason(StrEnum):
-    STOP = "stop"  # the model's stop token (eos or one of ``stop_token_ids``)
-    LENGTH = "length"  # ``max_tokens`` reached
 
 
 class ObjectType(StrEnum):

@@ -632,8 +632,15 @@ _WORKER_CODE = "import sys; from mtsql.sql.executor import _worker_main; _worker
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding ``mtsql``: the worker imports it
 
 
+#: Seconds a new worker may take to start (an interpreter and this module's imports) before it counts as failed;
+#: its start never counts against a query's time limit.
+_WORKER_START_S = 60.0
+_READY = "ready"
+
+
 def _worker_main(read_fd: int, write_fd: int, max_memory_bytes: int) -> None:
-    """Body of a worker process: run :func:`execute` for each request until the parent closes the pipe."""
+    """Body of a worker process: run :func:`execute` for each numbered request until the parent closes the pipe,
+    answering with the request's number (so a reply never answers another request)."""
     from multiprocessing.connection import Connection
 
     if max_memory_bytes:
@@ -644,16 +651,17 @@ def _worker_main(read_fd: int, write_fd: int, max_memory_bytes: int) -> None:
         except (ImportError, ValueError, OSError):
             pass
     requests, replies = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    replies.send(_READY)
     while True:
         try:
-            args, kwargs = requests.recv()
+            number, args, kwargs = requests.recv()
         except (EOFError, OSError):
             return
         try:
             result = execute(*args, **kwargs)
         except MemoryError:
             result = ExecResult(ok=False, error="out of memory", error_kind="too_large")
-        replies.send(result)
+        replies.send((number, result))
 
 
 def _stop_process(process: subprocess.Popen[bytes], *connections: Any) -> None:
@@ -666,6 +674,8 @@ def _stop_process(process: subprocess.Popen[bytes], *connections: Any) -> None:
 
 
 class _Worker:
+    """A worker process and its two pipes; started and ready (its imports done) when constructed."""
+
     def __init__(self, max_memory_bytes: int | None) -> None:
         from multiprocessing.connection import Connection
 
@@ -674,20 +684,56 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
         try:
+            # its own session: a Ctrl-C at the terminal interrupts the caller, not every worker with a traceback
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _WORKER_CODE, str(request_read), str(reply_write), str(max_memory_bytes or 0)],
                 pass_fds=(request_read, reply_write),
                 stdin=subprocess.DEVNULL,
                 env=env,
+                start_new_session=True,
             )
+        except BaseException:
+            os.close(request_write)
+            os.close(reply_read)
+            raise
         finally:
             os.close(request_read)
             os.close(reply_write)
         self.requests = Connection(request_write, readable=False)
         self.replies = Connection(reply_read, writable=False)
         self.max_memory_bytes = max_memory_bytes
+        self.sent = 0
         # a thread that ends drops its slot, and with it this worker: its process must not outlive it
         self.stop = weakref.finalize(self, _stop_process, self.process, self.requests, self.replies)
+        try:
+            ready = self.replies.poll(_WORKER_START_S) and self.replies.recv() == _READY
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self.stop()
+            raise OSError(f"the worker process did not start within {_WORKER_START_S:g} s")
+
+    def run(self, db_path: str, sql: str, timeout: float, grace: float, options: dict[str, Any]) -> ExecResult | None:
+        """The query's result, or ``None`` when no answer came within ``timeout + grace`` seconds."""
+        self.sent += 1
+        self.requests.send((self.sent, (db_path, sql), {"timeout": timeout, **options}))
+        deadline = time.monotonic() + timeout + grace
+        while (left := deadline - time.monotonic()) > 0 and self.replies.poll(left):
+            number, result = self.replies.recv()
+            if number == self.sent:
+                return result  # type: ignore[no-any-return]
+        return None
+
+    def death(self) -> tuple[str, str]:
+        """Why the process is gone, and the error kind: killed (the kernel's out-of-memory killer sends SIGKILL)
+        or ended otherwise."""
+        try:
+            code = self.process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code == -9:
+            return "killed (out of memory?)", "too_large"
+        return f"exit status {code}", "internal"
 
 
 class _WorkerSlot(threading.local):
@@ -714,11 +760,14 @@ def execute_isolated(
     rows, but not a single function call that is slow on its own: ``instr``, ``replace``, ``trim``, ``LIKE``
     and ``GLOB`` on multi-megabyte strings are quadratic, and ``printf('%.*c', 2000000000, 'x')`` spins for
     about 10 s. Here the calling thread's worker (a fresh interpreter started on first use, one per thread and
-    process, stopped when its thread ends) runs the query; if no answer comes ``grace`` seconds after
-    ``timeout`` the worker is killed (and restarted on the next call) and the result is the usual time-limit
-    error. ``max_memory_bytes`` caps the worker's address space (``RLIMIT_AS``, where the platform has it).
-    The cost per call is a pipe round trip with the pickled rows (``benchmarks/bench_env.py --isolated``
-    measures it). ``options`` are those of :func:`execute`.
+    process, stopped when its thread ends; its start is not counted in the limit) runs the query; if no answer
+    comes ``grace`` seconds after ``timeout`` the worker is killed (and restarted on the next call) and the
+    result is the usual time-limit error. Requests are numbered, so a reply can only answer its own request, and
+    an interrupted call (``KeyboardInterrupt``) drops the worker. ``max_memory_bytes`` caps the worker's address
+    space (``RLIMIT_AS``, where the platform has it). The cost per call is a pipe round trip with the pickled
+    rows (``benchmarks/bench_env.py`` against ``--in-process`` measures it). ``options`` are those of
+    :func:`execute`; a relative ``db_path`` is made absolute here, since the worker keeps the working folder it
+    started in.
     """
     start = time.perf_counter()
     slot = _workers
@@ -734,14 +783,18 @@ def execute_isolated(
         except OSError as exc:
             return _error(f"cannot start a worker process for the query: {exc}", "internal", start)
     try:
-        worker.requests.send(((os.fspath(db_path), sql), {"timeout": timeout, **options}))
-        if worker.replies.poll(timeout + grace):
-            result: ExecResult = worker.replies.recv()
-            return result
+        result = worker.run(os.path.abspath(db_path), sql, timeout, grace, options)
     except (EOFError, OSError):
+        why, kind = worker.death()
         worker.stop()
         slot.worker = None
-        return _error("the query crashed its worker process (memory limit exceeded?)", "too_large", start)
+        return _error(f"the query's worker process died ({why})", kind, start)
+    except BaseException:  # interrupted while the worker still works: its late reply must not answer anything
+        worker.stop()
+        slot.worker = None
+        raise
+    if result is not None:
+        return result
     worker.stop()
     slot.worker = None
     return _error(f"query interrupted: time limit of {timeout:g} s exceeded", "timeout", start)

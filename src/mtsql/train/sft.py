@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mtsql.errors import InputError
-from mtsql.train.config import LoraSettings as LoraSettings  # defined there, shared by every run's config
-from mtsql.train.config import RunConfig
-from mtsql.train.config import resolve_config_path as resolve_config_path
+from mtsql.train.config import LoraSettings, RunConfig
 
 #: Defaults for a small run; anything in the YAML's ``training`` section overrides them.
 TRAINING_DEFAULTS: dict[str, Any] = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
-from mtsql.env.memory import HISTORY_MODES, HistoryMode
+from mtsql.env.memory import HistoryMode, check_history_mode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
 from mtsql.errors import ConfigError
 from mtsql.rewards.config import COMPONENTS, RewardConfig
@@ -181,8 +181,7 @@ class RLConfig(RunConfig):
             raise ConfigError(f"episode must be one of {', '.join(EPISODE_KINDS)}, not {self.episode!r}")
         if self.context not in CONTEXT_KINDS:
             raise ConfigError(f"context must be one of {', '.join(CONTEXT_KINDS)}, not {self.context!r}")
-        if self.history_mode not in HISTORY_MODES:
-            raise ConfigError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
+        check_history_mode(self.history_mode)
         if self.num_generations < 2:
             raise ConfigError("num_generations must be at least 2: GRPO compares samples of the same prompt")
         load_templates(self.templates)  # a bad file fails before the model is loaded

@@ -75,7 +75,7 @@ class Sample:
 def cut_question(record: Trajectory, question: int) -> Sample | None:
     """Question ``question``'s part of an episode record (see the module docstring); ``None`` without model
     tokens for it."""
-    model = [s for s in record.segments if s.kind == "model" and s.turn == question]
+    model = record.model_segments(question)
     if not model:
         return None
     start, end = model[0].start, model[-1].end
@@ -92,7 +92,7 @@ def cut_question(record: Trajectory, question: int) -> Sample | None:
 
 def cut_dialogue(record: Trajectory) -> Sample | None:
     """A whole-dialogue episode up to its last model segment; rewards averaged over all its questions."""
-    model = [s for s in record.segments if s.kind == "model"]
+    model = record.model_segments()
     if not model:
         return None
     end = model[-1].end

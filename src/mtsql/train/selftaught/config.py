@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mtsql.env.memory import HISTORY_MODES, HistoryMode
+from mtsql.env.memory import HistoryMode, check_history_mode
 from mtsql.env.templates import DEFAULT_TEMPLATES, load_templates
 from mtsql.errors import ConfigError
 from mtsql.train.config import DialogueSourceSettings, LoraSettings, RunConfig, SamplingSettings
@@ -67,8 +67,7 @@ class SelfTaughtConfig(DialogueSourceSettings, RunConfig):
 
     def __post_init__(self) -> None:
         self.check_source()
-        if self.history_mode not in HISTORY_MODES:
-            raise ConfigError(f"history_mode must be one of {', '.join(HISTORY_MODES)}, not {self.history_mode!r}")
+        check_history_mode(self.history_mode)
         for name in ("rounds", "samples", "keep_easy", "keep_hard", "max_tokens", "max_steps", "concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")

@@ -37,7 +37,7 @@ class QuestionTrajectory:
 
     @classmethod
     def of(cls, record: Trajectory, question: int) -> QuestionTrajectory:
-        segments = [s for s in record.segments if s.kind == "model" and s.turn == question]
+        segments = record.model_segments(question)
         texts = [step.text for step in record.steps if step.turn == question]
         return cls(record, question, sum(s.end - s.start for s in segments), "\n".join(texts))
 
