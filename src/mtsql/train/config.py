@@ -60,7 +60,7 @@ def _resolve_path(kind: str, value: Any, base: Path) -> Any:
     if isinstance(value, list):
         return [_resolve_path(kind, item, base) for item in value]
     if kind == "file":
-        return str(base / str(value))
+        return os.path.normpath(base / str(value))
     if kind == "model":
         return resolve_config_path(str(value), base)
     if kind == "templates":

@@ -46,7 +46,8 @@ import yaml
 from mtsql.data.dialogue import DATASETS, Dialogue
 from mtsql.data.schema import resolve_database_path
 from mtsql.data.sources import DialogueSource
-from mtsql.errors import MtsqlError
+from mtsql.errors import ConfigError, MtsqlError
+from mtsql.train.config import RunConfig, build
 from mtsql.train.files import write_json, write_jsonl
 
 if TYPE_CHECKING:
@@ -110,25 +111,28 @@ class EvalSettings:
 
 
 @dataclass(slots=True)
-class StudyConfig:
+class StudyConfig(RunConfig):
     """A study (see the module docstring). ``model``: a packaged model's name, a GGUF file or a checkpoint;
     ``sft`` and ``one_shot`` are ``trl.SFTConfig`` settings (``training``) and ``max_length``; ``self_taught`` and
     ``grpo`` hold the fields of :class:`~mtsql.train.selftaught.SelfTaughtConfig` and
-    :class:`~mtsql.train.rl.RLConfig` that the study does not set itself (model, folders, data)."""
+    :class:`~mtsql.train.rl.RLConfig` that the study does not set itself (model, folders, data). Read from YAML
+    by the runs' one mechanism (:mod:`mtsql.train.config`); folders are relative to the file."""
 
-    name: str
-    model: str
-    output_dir: str
-    results_dir: str
-    train: SplitSettings
-    eval: SplitSettings
-    data_dir: str | None = None
-    arms: list[str] = field(default_factory=lambda: list(ARMS))
-    evaluation: EvalSettings = field(default_factory=EvalSettings)
-    sft: dict[str, Any] = field(default_factory=dict)
-    one_shot: dict[str, Any] = field(default_factory=dict)
-    self_taught: dict[str, Any] = field(default_factory=dict)
-    grpo: dict[str, Any] = field(default_factory=dict)
+    name: str = field(metadata={"help": "the study's name (its results folder's too)"})
+    model: str = field(metadata={"help": "a packaged model's name, a GGUF file or a checkpoint", "path": "model"})
+    output_dir: str = field(metadata={"help": "where models and rollouts go (not committed)", "path": "file"})
+    results_dir: str = field(metadata={"help": "where the results go (committed)", "path": "file"})
+    train: SplitSettings = field(metadata={"help": "the dialogues trained on"})
+    eval: SplitSettings = field(metadata={"help": "the held-out dialogues evaluated on"})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "the benchmarks' folder (default: $MTSQL_DATA_DIR)", "path": "file"}
+    )
+    arms: list[str] = field(default_factory=lambda: list(ARMS), metadata={"help": "the arms to run"})
+    evaluation: EvalSettings = field(default_factory=EvalSettings, metadata={"help": "how arms are evaluated"})
+    sft: dict[str, Any] = field(default_factory=dict, metadata={"help": "protocol SFT: training, max_length"})
+    one_shot: dict[str, Any] = field(default_factory=dict, metadata={"help": "one-shot SFT: training, max_length"})
+    self_taught: dict[str, Any] = field(default_factory=dict, metadata={"help": "SelfTaughtConfig fields"})
+    grpo: dict[str, Any] = field(default_factory=dict, metadata={"help": "RLConfig fields"})
 
     def __post_init__(self) -> None:
         unknown = [arm for arm in self.arms if arm not in ARMS]
@@ -145,41 +149,17 @@ class StudyConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> StudyConfig:
-        """Read a study's YAML file; folders are relative to it, ``data_dir`` defaults to ``$MTSQL_DATA_DIR``.
-        ``overrides`` replace top-level keys (the CLI's ``--arms``, ``--output-dir``...)."""
-        from mtsql.train.config import resolve_config_path
-
+        """Read a study's YAML file; ``overrides`` replace top-level keys (the CLI's ``--arms``,
+        ``--output-dir``...); ``data_dir`` defaults to ``$MTSQL_DATA_DIR`` (relative to the working folder)."""
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(values, dict):
-            raise StudyError(f"{path}: expected a mapping at the top level")
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise StudyError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-        missing = [key for key in ("name", "model", "output_dir", "results_dir", "train", "eval") if key not in values]
-        if missing:
-            raise StudyError(f"{path}: {', '.join(missing)} required")
-        base = Path(path).resolve().parent
-        values["model"] = resolve_config_path(str(values["model"]), base)
-        for key in ("output_dir", "results_dir"):
-            values[key] = str((base / str(values[key])).resolve())
-        if values.get("data_dir"):  # the file's own is relative to the file, $MTSQL_DATA_DIR to the working directory
-            values["data_dir"] = str((base / str(values["data_dir"])).resolve())
-        elif os.environ.get("MTSQL_DATA_DIR"):
-            values["data_dir"] = str(Path(os.environ["MTSQL_DATA_DIR"]).resolve())
+        if isinstance(values, dict):
+            values.update({key: value for key, value in overrides.items() if value is not None})
+            if not values.get("data_dir") and os.environ.get("MTSQL_DATA_DIR"):
+                values["data_dir"] = str(Path(os.environ["MTSQL_DATA_DIR"]).resolve())
         try:
-            values["train"] = SplitSettings(**values["train"])
-            values["eval"] = SplitSettings(**values["eval"])
-            values["evaluation"] = EvalSettings(**(values.get("evaluation") or {}))
-        except TypeError as err:
-            raise StudyError(f"{path}: {err}") from None
-        for key in ("sft", "one_shot", "self_taught", "grpo"):
-            values[key] = dict(values.get(key) or {})
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+            return build(cls, values, base=Path(path).resolve().parent, source=str(path))
+        except ConfigError as err:
+            raise StudyError(str(err)) from None
 
 
 @dataclass(slots=True)
