@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,16 +77,8 @@ class SelfTaughtConfig(DialogueSourceSettings, RunConfig):
         load_templates(self.templates)  # a bad file fails here, not after the first round's sampling
 
     def sampling(self) -> SamplingSettings:
-        """The run's sampling settings."""
-        return SamplingSettings(
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            max_tokens=self.max_tokens,
-            max_steps=self.max_steps,
-            max_total_tokens=self.max_total_tokens,
-            thinking=self.thinking,
-        )
+        """The run's sampling settings (its fields of the same names)."""
+        return SamplingSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingSettings)})
 
     def rollout_config(self) -> RolloutConfig:
         """The rollout engine's settings for a round."""
