@@ -47,3 +47,33 @@ def test_training_sections_name_real_trainer_fields(path: Path) -> None:
         if isinstance(stage, dict) and isinstance(stage.get("training"), dict):
             unknown = set(stage["training"]) - _fields(config_class)
             assert not unknown, f"{path.name}: {sorted(unknown)} are not {config_class.__name__} fields"
+
+
+@pytest.mark.parametrize("kind", ["sft", "self-taught", "rl", "study"])
+def test_every_setting_has_help_and_mtsql_config_lists_it(kind: str) -> None:
+    """The field help is the reference of a run's file: each key (sections flattened) has some, and ``mtsql
+    config`` prints every key with it."""
+    import importlib
+
+    from typer.testing import CliRunner
+
+    from mtsql.cli.config import RUN_CONFIGS, RunKind
+    from mtsql.cli.main import app
+    from mtsql.train.config import describe
+
+    module, name = RUN_CONFIGS[RunKind(kind)].split(":")
+    rows = describe(getattr(importlib.import_module(module), name))
+    assert rows and [key for key, _, meaning in rows if not meaning] == []
+    result = CliRunner().invoke(app, ["config", kind], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for key, _, meaning in rows:
+        assert key in result.output and meaning in result.output
+
+
+def test_mtsql_config_refuses_an_unknown_kind() -> None:
+    from typer.testing import CliRunner
+
+    from mtsql.cli.main import app
+
+    result = CliRunner().invoke(app, ["config", "nope"])
+    assert result.exit_code == 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from mtsql import __version__
-from mtsql.cli import chat, data, demo, evaluate, models, rl, rollout, serve, sft, sql, study, templates, view
+from mtsql.cli import chat, config, data, demo, evaluate, models, rl, rollout, serve, sft, sql, study, templates, view
 
 app = typer.Typer(
     name="mtsql",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (evaluate, data, sql, models, serve, rollout, chat, view, sft, rl, demo, study, templates):
+for module in (evaluate, data, sql, models, serve, rollout, chat, view, sft, rl, demo, study, templates, config):
     module.register(app)
 
 

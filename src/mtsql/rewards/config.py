@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from mtsql.errors import ConfigError
@@ -38,21 +38,39 @@ class RewardConfig:
     its verdicts).
     """
 
-    exec_weight: float = 1.0
-    exact_weight: float = 1.0
-    exec_verify_weight: float = 0.1
-    coherence_weight: float = 0.1
-    clause_f1_weight: float = 0.8
-    format_weight: float = 0.1
-    empty_no_pass_credit: float = 0.2
-    empty_gold_aware: bool = True
-    empty_gold_weight: float = 1.0
-    coherence_f1_threshold: float = 1.0
-    coherence_exec_match: bool = True
-    timeout: float = 60.0
-    keep_distinct: bool = False
-    strict: bool = False
-    isolate: bool = True
+    exec_weight: float = field(default=1.0, metadata={"help": "weight of execution match (EX) of the final SQL"})
+    exact_weight: float = field(default=1.0, metadata={"help": "weight of exact set match (EM) of the final SQL"})
+    exec_verify_weight: float = field(default=0.1, metadata={"help": "weight of the exec_verify judgements' credit"})
+    coherence_weight: float = field(
+        default=0.1, metadata={"help": "weight of the memory_verify (coherence) judgements' credit"}
+    )
+    clause_f1_weight: float = field(
+        default=0.8, metadata={"help": "weight of the mean clause F1 of every SQL proposed"}
+    )
+    format_weight: float = field(
+        default=0.1, metadata={"help": "weight of a protocol-compliant question (0: the original's weights)"}
+    )
+    empty_no_pass_credit: float = field(
+        default=0.2, metadata={"help": "credit for no_pass on an empty result (0 to 1)"}
+    )
+    empty_gold_aware: bool = field(
+        default=True, metadata={"help": "pass is right on an empty result when the gold returns no rows either"}
+    )
+    empty_gold_weight: float = field(
+        default=1.0, metadata={"help": "scale of the outcome where the gold returns no rows (0 to 1)"}
+    )
+    coherence_f1_threshold: float = field(
+        default=1.0, metadata={"help": "clause F1 from which a checked SQL counts as coherent (0 to 1)"}
+    )
+    coherence_exec_match: bool = field(
+        default=True, metadata={"help": "a checked SQL that execution-matches the gold counts as coherent"}
+    )
+    timeout: float = field(default=60.0, metadata={"help": "seconds allowed to each query the scorer runs"})
+    keep_distinct: bool = field(default=False, metadata={"help": "the official --keep_distinct"})
+    strict: bool = field(default=False, metadata={"help": "fix the official evaluator's quirks (docs/evaluation.md)"})
+    isolate: bool = field(
+        default=True, metadata={"help": "run the scorer's queries in a worker process killed at the time limit"}
+    )
 
     def __post_init__(self) -> None:
         for name in ("empty_no_pass_credit", "coherence_f1_threshold", "empty_gold_weight"):

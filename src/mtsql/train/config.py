@@ -285,3 +285,24 @@ class SamplingSettings:
             enable_thinking=self.thinking,
             **engine,
         )
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(key, default, help)`` of every setting of a config dataclass, sections flattened as ``section.key``: what
+    ``mtsql config`` prints, from the same field help the YAML files are read with."""
+    rows = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        section, _, _ = _dataclass_in(hints.get(f.name))
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            default = "(required)"
+        elif section is not None:
+            default = "(section)"
+        else:
+            default = repr(f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+        rows.append((prefix + f.name, default, str(f.metadata.get("help", ""))))
+        if section is not None:
+            rows += describe(section, f"{prefix}{f.name}.")
+    return rows

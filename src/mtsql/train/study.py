@@ -66,10 +66,10 @@ class StudyError(MtsqlError, ValueError):
 class SplitSettings:
     """Dialogues of ``dataset``'s ``split``: a seeded ``sample`` of that many, or all of them (``sample: null``)."""
 
-    dataset: str
-    split: str = "dev"
-    sample: int | None = None
-    seed: int = 0
+    dataset: str = field(metadata={"help": "a benchmark: sparc, cosql or spider"})
+    split: str = field(default="dev", metadata={"help": "its split"})
+    sample: int | None = field(default=None, metadata={"help": "a seeded sample of this many dialogues (null: all)"})
+    seed: int = field(default=0, metadata={"help": "the sample's seed"})
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -92,13 +92,13 @@ class EvalSettings:
     ``llamacpp``, a trained checkpoint is exported to GGUF like the study's model); ``one_shot_max_tokens`` for
     the one-shot arm's SQL."""
 
-    backend: str = "llamacpp"
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    max_tokens: int = 256
-    max_steps: int = 4
-    thinking: bool = True
-    concurrency: int = 2
-    one_shot_max_tokens: int = 160
+    backend: str = field(default="llamacpp", metadata={"help": "the evaluation backend (load_backend's name)"})
+    backend_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "the backend's options"})
+    max_tokens: int = field(default=256, metadata={"help": "tokens per assistant message"})
+    max_steps: int = field(default=4, metadata={"help": "assistant messages per question"})
+    thinking: bool = field(default=True, metadata={"help": "Qwen3's thinking switch"})
+    concurrency: int = field(default=2, metadata={"help": "episodes in flight"})
+    one_shot_max_tokens: int = field(default=160, metadata={"help": "tokens of the one-shot arm's SQL"})
 
     def rollout_config(self) -> RolloutConfig:
         """The rollout engine's settings for a protocol arm's evaluation: greedy, predicted history."""
