@@ -57,6 +57,21 @@ def test_reset_gives_system_and_first_question(db_dir: Path, dialogue: Dialogue)
     assert DialogueEnv(db_dir, schema_values=0).reset(dialogue)[0][1]["content"].count("e.g.") == 0
 
 
+def test_a_database_file_serves_every_dialogue(db_dir: Path, dialogue: Dialogue) -> None:
+    """One's own database: a file instead of a folder in the official layout, whatever the dialogue's db_id."""
+    import dataclasses
+
+    from mtsql.data import resolve_database_path
+
+    database = db_dir / "concert" / "concert.sqlite"
+    assert resolve_database_path(database, "anything") == database
+    assert resolve_database_path(db_dir, "concert") == database
+    env = DialogueEnv(database)
+    env.reset(dataclasses.replace(dialogue, db_id="my_db"))
+    observation, *_ = env.step(exec_sql("SELECT count(*) FROM singer"))
+    assert "[(4,)]" in observation[-1]["content"]
+
+
 def test_scripted_episode(db_dir: Path, dialogue: Dialogue) -> None:
     """exec -> pass -> answer; failing SQL -> no_pass -> corrected -> pass -> memory -> pass -> answer; malformed
     outputs and an exhausted budget on the last question."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,7 +28,6 @@ from mtsql.cli.common import (
     quiet_hub,
 )
 from mtsql.cli.render import escape, show_result, show_step
-from mtsql.data.schema import resolve_database_path
 from mtsql.errors import MtsqlError
 
 if TYPE_CHECKING:
@@ -102,46 +100,41 @@ def chat_command(
         enable_thinking=thinking,
         templates=templates,
     )
-    with tempfile.TemporaryDirectory(prefix="mtsql-chat-") as folder:
-        # The environment reads <db_dir>/<db_id>/<db_id>.sqlite: a link gives any file that layout.
-        db_id = re.sub(r"\W", "_", db.stem) or "db"
-        linked = resolve_database_path(folder, db_id)
-        linked.parent.mkdir()
-        linked.symlink_to(db.resolve())
-        try:
-            engine = RolloutEngine(
-                load_backend(backend.value, model, **options),
-                folder,
-                config,
-                chat_template=chat_template.read_text(encoding="utf-8") if chat_template else None,
-            )
-        except (MtsqlError, ImportError, OSError, TypeError, ValueError) as err:
-            typer.echo(f"mtsql chat: cannot load {model!r} with the {backend.value} backend: {err}", err=True)
-            raise typer.Exit(2) from None
-        console.print(
-            f"[bold]mtsql chat[/bold] on {db} with {model} ({backend.value}), predicted history, "
-            f"{max_steps} steps a question. Empty line or Ctrl-D to quit."
+    db_id = re.sub(r"\W", "_", db.stem) or "db"  # the dialogue's name for the database (any file serves)
+    try:
+        engine = RolloutEngine(
+            load_backend(backend.value, model, **options),
+            db,
+            config,
+            chat_template=chat_template.read_text(encoding="utf-8") if chat_template else None,
         )
-        questions = iter(question) if question else None
-        episode: Episode | None = None
-        with asyncio.Runner() as runner:
-            while (text := _next_question(console, questions)) is not None:
-                try:
-                    if episode is None:
-                        dialogue = Dialogue("chat/0", "sparc", "chat", 0, db_id, (Turn(0, text, ""),))
-                        episode = engine.start(dialogue)
-                    else:
-                        episode.add_question(text)
-                    runner.run(episode.play(lambda step: show_step(console, step, linked), one_question=True))
-                except (MtsqlError, RuntimeError) as err:
-                    console.print(f"[red]{err}[/red]")
-                    break
-                _show_final(console, linked, episode)
-            runner.run(engine.backend.aclose())
-        if save is not None and episode is not None:
-            with save.open("a", encoding="utf-8") as file:
-                file.write(json.dumps(episode.record().to_dict(), ensure_ascii=False) + "\n")
-            console.print(f"session saved to {save}")
+    except (MtsqlError, ImportError, OSError, TypeError, ValueError) as err:
+        typer.echo(f"mtsql chat: cannot load {model!r} with the {backend.value} backend: {err}", err=True)
+        raise typer.Exit(2) from None
+    console.print(
+        f"[bold]mtsql chat[/bold] on {db} with {model} ({backend.value}), predicted history, "
+        f"{max_steps} steps a question. Empty line or Ctrl-D to quit."
+    )
+    questions = iter(question) if question else None
+    episode: Episode | None = None
+    with asyncio.Runner() as runner:
+        while (text := _next_question(console, questions)) is not None:
+            try:
+                if episode is None:
+                    dialogue = Dialogue("chat/0", "sparc", "chat", 0, db_id, (Turn(0, text, ""),))
+                    episode = engine.start(dialogue)
+                else:
+                    episode.add_question(text)
+                runner.run(episode.play(lambda step: show_step(console, step, db), one_question=True))
+            except (MtsqlError, RuntimeError) as err:
+                console.print(f"[red]{err}[/red]")
+                break
+            _show_final(console, db, episode)
+        runner.run(engine.backend.aclose())
+    if save is not None and episode is not None:
+        with save.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(episode.record().to_dict(), ensure_ascii=False) + "\n")
+        console.print(f"session saved to {save}")
 
 
 def _next_question(console: Console, questions: Any) -> str | None:

@@ -7,6 +7,7 @@ opened read-only through a ``file:...?mode=ro`` URI: reading a schema never crea
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import time
@@ -171,7 +172,11 @@ def find_database_dir(dataset: DatasetName, data_dir: Path | str) -> Path:
 
 
 def resolve_database_path(db_dir: Path | str, db_id: str) -> Path:
-    """Where the official layout keeps a database, ``db_dir/db_id/db_id.sqlite`` (existing or not)."""
+    """Where the official layout keeps a database, ``db_dir/db_id/db_id.sqlite`` (existing or not); the one
+    definition of that layout. A ``db_dir`` that is itself a file is the database of every ``db_id`` (one's own
+    database, as ``mtsql chat`` uses it)."""
+    if os.path.isfile(db_dir):
+        return Path(db_dir)
     return Path(db_dir) / db_id / f"{db_id}.sqlite"
 
 
