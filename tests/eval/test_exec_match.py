@@ -431,14 +431,16 @@ def test_missing_main_file_with_other_databases(tmp_path: Path) -> None:
 def test_gold_results_are_cached(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clear_gold_cache()
     calls: list[str] = []
-    real = em.execute_isolated
+    import mtsql.sql.executor as executor_module
+
+    real = executor_module.execute_isolated
 
     def counting(db, sql, **kw):
         if kw["max_rows"] is None:  # gold executions fetch every row
             calls.append(sql)
         return real(db, sql, **kw)
 
-    monkeypatch.setattr(em, "execute_isolated", counting)
+    monkeypatch.setattr(executor_module, "execute_isolated", counting)  # what executor(isolate=True) returns
     gold = "SELECT name FROM items WHERE qty = 3"
     for pred in ("SELECT name FROM items WHERE qty = 3", "SELECT name FROM items", "SELECT 1"):
         run(shop, pred, gold)

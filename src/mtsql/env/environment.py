@@ -61,7 +61,7 @@ from mtsql.env.protocol import (
 from mtsql.env.templates import DEFAULT_TEMPLATES, TemplateSet, load_templates
 from mtsql.env.tools import EXEC_SQL, MEMORY_RETRIEVE, tool_schemas
 from mtsql.errors import ConfigError
-from mtsql.sql.executor import DEFAULT_TIMEOUT, ExecResult, execute, execute_isolated
+from mtsql.sql.executor import DEFAULT_TIMEOUT, ExecResult, executor
 from mtsql.sql.preprocess import postprocess
 
 Message = dict[str, str]
@@ -173,7 +173,7 @@ class DialogueEnv:
         self.max_steps = max_steps
         self.templates = templates if isinstance(templates, TemplateSet) else load_templates(templates)
         self.timeout = timeout
-        self._execute = execute_isolated if isolate else execute
+        self._execute = executor(isolate)
         self.max_rows = max_rows
         self.result_chars = result_chars
         self.preview_chars = preview_chars

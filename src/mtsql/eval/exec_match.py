@@ -78,7 +78,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from mtsql.sql.executor import ExecResult, execute, execute_isolated
+from mtsql.sql.executor import ExecResult, executor
 from mtsql.sql.preprocess import postprocess, replace_cur_year
 
 __all__ = [
@@ -376,8 +376,9 @@ def _gold_result(db: str, gold: str, timeout: float, immutable: bool, isolate: b
         cached = _gold_cache.get(key)
         if cached is not None:
             return cached
-    run = execute_isolated if isolate else execute
-    result = run(db, gold, timeout=timeout, max_rows=None, max_chars=None, text_errors="ignore", immutable=immutable)
+    result = executor(isolate)(
+        db, gold, timeout=timeout, max_rows=None, max_chars=None, text_errors="ignore", immutable=immutable
+    )
     if key and result.error_kind != "timeout":
         with _gold_lock:
             if len(_gold_cache) >= _GOLD_CACHE_MAX:
@@ -475,7 +476,7 @@ def _compare_on_databases(
         if pred_sql == gold_sql and not _NONDETERMINISTIC.search(gold_sql):
             continue  # the same deterministic query on the same database returns the same rows
         # A prediction with more rows than the gold is a mismatch whatever its rows are: fetch one more at most.
-        pred_result = (execute_isolated if isolate else execute)(
+        pred_result = executor(isolate)(
             db,
             pred_sql,
             timeout=timeout,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from mtsql.sql.executor import DEFAULT_TIMEOUT, ExecResult, execute, execute_isolated
+from mtsql.sql.executor import DEFAULT_TIMEOUT, ExecResult, executor
 
 __all__ = ["postprocess", "replace_cur_year", "run_gold_once"]
 
@@ -36,5 +36,4 @@ def run_gold_once(
     What a question's gold does on its database: whether it executes, and whether it returns any row (any empty
     prediction execution-matches a gold without rows). Data statistics and the reward scorer both ask this.
     """
-    run = execute_isolated if isolate else execute
-    return run(db_file, replace_cur_year(postprocess(gold)), timeout=timeout, max_rows=1)
+    return executor(isolate)(db_file, replace_cur_year(postprocess(gold)), timeout=timeout, max_rows=1)
